@@ -1,0 +1,178 @@
+"""Tokens for Graph: azure-identity's async credentials, or a ready token; one shared token.
+
+All workers share one token; it is refreshed a few minutes before it expires, or once after
+Graph answers 401, behind a lock so concurrent workers cause a single refresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import AzureError, ClientAuthenticationError
+
+from importer.config import Settings
+from importer.errors import AuthenticationFailed, ConfigError
+
+REFRESH_MARGIN = 300.0  # seconds before expiry at which a token is renewed
+
+
+class TokenSource(Protocol):
+    """Anything that can hand out a bearer token for Graph."""
+
+    async def token(self) -> str:
+        """A valid token (cached, renewed before expiry)."""
+        ...
+
+    async def refresh(self, rejected: str) -> str:
+        """A new token after Graph rejected ``rejected`` (401)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the credential's resources."""
+        ...
+
+
+class StaticToken:
+    """A token handed over ready-made (``CERTIMPORT_ACCESS_TOKEN``); it cannot be renewed."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "StaticToken('[secure]')"
+
+    async def token(self) -> str:
+        return self._value
+
+    async def refresh(self, rejected: str) -> str:
+        raise AuthenticationFailed(
+            "Graph rejected the token from CERTIMPORT_ACCESS_TOKEN (401) and a static token "
+            "cannot be renewed; get a fresh token or use another auth method"
+        )
+
+    async def close(self) -> None:
+        return None
+
+
+class CredentialTokens:
+    """Tokens from an azure-identity async credential, shared by all workers."""
+
+    def __init__(self, credential: AsyncTokenCredential, scope: str, method: str) -> None:
+        self._credential = credential
+        self._scope = scope
+        self._method = method
+        self._lock = asyncio.Lock()
+        self._value: str | None = None
+        self._expires_on = 0.0
+        self.fetches = 0
+
+    def __repr__(self) -> str:
+        return f"CredentialTokens(method={self._method!r}, scope={self._scope!r})"
+
+    async def _fetch(self) -> str:
+        try:
+            access = await self._credential.get_token(self._scope)
+        except ClientAuthenticationError as exc:
+            raise AuthenticationFailed(
+                f"auth method {self._method!r} could not get a token for {self._scope}: "
+                f"{_first_line(exc)}"
+            ) from None
+        except AzureError as exc:
+            raise AuthenticationFailed(
+                f"auth method {self._method!r} failed: {_first_line(exc)}"
+            ) from None
+        self.fetches += 1
+        self._value = access.token
+        self._expires_on = float(access.expires_on)
+        return access.token
+
+    async def token(self) -> str:
+        value = self._value
+        if value is not None and self._expires_on - time.time() > REFRESH_MARGIN:
+            return value
+        async with self._lock:
+            if self._value is not None and self._expires_on - time.time() > REFRESH_MARGIN:
+                return self._value
+            return await self._fetch()
+
+    async def refresh(self, rejected: str) -> str:
+        async with self._lock:
+            if self._value is not None and self._value != rejected:
+                return self._value  # another worker already renewed it
+            return await self._fetch()
+
+    async def close(self) -> None:
+        await self._credential.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def build_token_source(settings: Settings, environ: Mapping[str, str] | None = None) -> TokenSource:
+    """The token source for ``settings.auth_method``; raises ConfigError when it lacks inputs."""
+    env = os.environ if environ is None else environ
+    method = settings.auth_method
+    if method == "static":
+        if settings.access_token is None:
+            raise ConfigError(["auth method 'static' needs CERTIMPORT_ACCESS_TOKEN"])
+        return StaticToken(settings.access_token.reveal())
+    tenant = settings.tenant_id or env.get("AZURE_TENANT_ID", "")
+    client = settings.client_id or env.get("AZURE_CLIENT_ID", "")
+    authority: dict[str, Any] = {"authority": settings.authority}
+    problems: list[str] = []
+
+    def need(value: str, what: str) -> None:
+        if not value:
+            problems.append(f"auth method {method!r} needs {what}")
+
+    from azure.identity import aio as identity
+
+    credential: AsyncTokenCredential
+    if method == "default":
+        credential = identity.DefaultAzureCredential(
+            **authority, managed_identity_client_id=client or None
+        )
+    elif method == "client_secret":
+        secret = env.get("AZURE_CLIENT_SECRET", "")
+        need(tenant, "a tenant id ([graph] tenant_id or AZURE_TENANT_ID)")
+        need(client, "a client id ([auth] client_id or AZURE_CLIENT_ID)")
+        need(secret, "a client secret in AZURE_CLIENT_SECRET")
+        if problems:
+            raise ConfigError(problems)
+        credential = identity.ClientSecretCredential(tenant, client, secret, **authority)
+    elif method == "certificate":
+        path = settings.certificate_path or env.get("AZURE_CLIENT_CERTIFICATE_PATH", "")
+        need(tenant, "a tenant id ([graph] tenant_id or AZURE_TENANT_ID)")
+        need(client, "a client id ([auth] client_id or AZURE_CLIENT_ID)")
+        need(path, "a certificate ([auth] certificate_path or AZURE_CLIENT_CERTIFICATE_PATH)")
+        if path and not os.path.isfile(path):
+            problems.append(f"certificate file {path!r} not found")
+        if problems:
+            raise ConfigError(problems)
+        password = env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD") or None
+        credential = identity.CertificateCredential(
+            tenant, client, certificate_path=path, password=password, **authority
+        )
+    elif method == "managed_identity":
+        credential = identity.ManagedIdentityCredential(client_id=client or None)
+    elif method == "workload_identity":
+        need(tenant, "a tenant id ([graph] tenant_id or AZURE_TENANT_ID)")
+        need(client, "a client id ([auth] client_id or AZURE_CLIENT_ID)")
+        need(env.get("AZURE_FEDERATED_TOKEN_FILE", ""), "AZURE_FEDERATED_TOKEN_FILE")
+        if problems:
+            raise ConfigError(problems)
+        credential = identity.WorkloadIdentityCredential(
+            tenant_id=tenant, client_id=client, **authority
+        )
+    elif method == "azure_cli":
+        credential = identity.AzureCliCredential(tenant_id=tenant)
+    else:
+        raise ConfigError([f"unknown auth method {method!r}"])
+    return CredentialTokens(credential, settings.scope, method)

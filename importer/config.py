@@ -1,0 +1,293 @@
+"""Settings, loaded once: TOML file, then ``CERTIMPORT_*`` environment variables, then flags.
+
+Every problem is gathered and reported together as one :class:`ConfigError`. The Graph root is
+checked so that a token is never sent to an arbitrary host: https only to a known Graph cloud
+(unless ``allow_custom_host``), plain http only to a loopback address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from importer.errors import ConfigError
+from importer.model import COLLECTION_PATH
+
+DEFAULT_CONFIG_PATH = Path("config/certimport.toml")
+
+CLOUDS: dict[str, tuple[str, str]] = {
+    # name: (Graph root, sign-in authority host)
+    "global": ("https://graph.microsoft.com", "login.microsoftonline.com"),
+    "usgov": ("https://graph.microsoft.us", "login.microsoftonline.us"),
+    "dod": ("https://dod-graph.microsoft.us", "login.microsoftonline.us"),
+    "china": ("https://microsoftgraph.chinacloudapi.cn", "login.chinacloudapi.cn"),
+}
+GRAPH_HOSTS = frozenset(urlsplit(root).hostname for root, _ in CLOUDS.values())
+AUTH_METHODS = (
+    "default",
+    "client_secret",
+    "certificate",
+    "managed_identity",
+    "workload_identity",
+    "azure_cli",
+    "static",
+)
+
+
+class Secret:
+    """A string that never shows itself in ``repr``, ``str`` or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret value, for the one place that must send it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('[secure]')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of a run. Built by :func:`load_settings`; immutable afterwards."""
+
+    cloud: str = "global"
+    base_url: str = ""  # derived from cloud unless set; always ends with /beta
+    tenant_id: str = ""
+    allow_custom_host: bool = False
+    auth_method: str = "default"
+    client_id: str = ""
+    certificate_path: str = ""
+    access_token: Secret | None = field(default=None, repr=False)
+    concurrency: int = 4
+    max_attempts: int = 8
+    retry_deadline: float = 600.0
+    request_timeout: float = 60.0
+    chunk_size: int = 50_000
+    timezone: str = "UTC"
+    out_dir: str = ""
+
+    @property
+    def graph_root(self) -> str:
+        """``scheme://host[:port]`` of the Graph service (no version path)."""
+        parts = urlsplit(self.base_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def scope(self) -> str:
+        """The app-only scope for the Graph root, e.g. ``https://graph.microsoft.com/.default``."""
+        return f"{self.graph_root}/.default"
+
+    @property
+    def authority(self) -> str:
+        """Sign-in authority host of the configured cloud."""
+        return CLOUDS.get(self.cloud, CLOUDS["global"])[1]
+
+    @property
+    def collection_url(self) -> str:
+        """Absolute URL of the certificate-state collection."""
+        return self.base_url + COLLECTION_PATH
+
+
+# (section in TOML, key, type); the environment name is CERTIMPORT_<KEY upper-cased>.
+_KEYS: dict[str, tuple[str, type]] = {
+    "cloud": ("graph", str),
+    "base_url": ("graph", str),
+    "tenant_id": ("graph", str),
+    "allow_custom_host": ("graph", bool),
+    "auth_method": ("auth", str),
+    "client_id": ("auth", str),
+    "certificate_path": ("auth", str),
+    "access_token": ("auth", str),
+    "concurrency": ("run", int),
+    "max_attempts": ("run", int),
+    "retry_deadline": ("run", float),
+    "request_timeout": ("run", float),
+    "chunk_size": ("run", int),
+    "out_dir": ("run", str),
+    "timezone": ("input", str),
+}
+# The TOML key where it differs from the setting's name.
+_TOML_NAMES = {"auth_method": "method"}
+
+
+def env_name(key: str) -> str:
+    """The environment variable that sets ``key``."""
+    return f"CERTIMPORT_{key.upper()}"
+
+
+def _coerce(key: str, kind: type, value: Any, origin: str, problems: list[str]) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        problems.append(f"{origin}: {key} must be true or false, got {value!r}")
+        return None
+    if kind in (int, float):
+        if isinstance(value, bool):
+            problems.append(f"{origin}: {key} must be a number, got {value!r}")
+            return None
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            problems.append(f"{origin}: {key} must be a number, got {value!r}")
+            return None
+    if not isinstance(value, str):
+        problems.append(f"{origin}: {key} must be a string, got {value!r}")
+        return None
+    return value.strip()
+
+
+def _from_toml(path: Path, problems: list[str]) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        problems.append(f"{path}: config file not found")
+        return {}
+    except OSError as exc:
+        problems.append(f"{path}: cannot read config file: {exc.strerror}")
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"{path}: not valid TOML: {exc}")
+        return {}
+    toml_to_key = {(section, _TOML_NAMES.get(k, k)): k for k, (section, _) in _KEYS.items()}
+    values: dict[str, Any] = {}
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            problems.append(f"{path}: top-level key {section!r} must be a [section]")
+            continue
+        for name, value in table.items():
+            key = toml_to_key.get((section, name))
+            if key is None:
+                known = sorted(n for s, n in toml_to_key if s == section)
+                hint = f"; known keys in [{section}]: {', '.join(known)}" if known else ""
+                problems.append(f"{path}: unknown setting [{section}] {name}{hint}")
+                continue
+            coerced = _coerce(f"[{section}] {name}", _KEYS[key][1], value, str(path), problems)
+            if coerced is not None:
+                values[key] = coerced
+    return values
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check(values: dict[str, Any], problems: list[str]) -> None:
+    cloud = values.get("cloud", "global")
+    if cloud not in CLOUDS:
+        problems.append(f"cloud must be one of {', '.join(CLOUDS)}, got {cloud!r}")
+        cloud = "global"
+    base_url = (values.get("base_url") or f"{CLOUDS[cloud][0]}/beta").rstrip("/")
+    values["base_url"] = base_url
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host:
+        problems.append(f"base_url must be an http(s) URL, got {base_url!r}")
+    elif not parts.path.endswith("/beta"):
+        problems.append(f"base_url must end with /beta (the API version), got {base_url!r}")
+    elif parts.scheme == "http" and not _is_loopback(host):
+        problems.append(
+            f"base_url {base_url!r}: plain http is allowed only for loopback hosts "
+            "(127.0.0.1, ::1, localhost); tokens are never sent unencrypted"
+        )
+    elif (
+        parts.scheme == "https" and host not in GRAPH_HOSTS and not values.get("allow_custom_host")
+    ):
+        problems.append(
+            f"base_url host {host!r} is not a Microsoft Graph host; set allow_custom_host = true "
+            f"(or {env_name('allow_custom_host')}=1) if you really mean to send tokens there"
+        )
+    method = values.get("auth_method", "default")
+    if method not in AUTH_METHODS:
+        problems.append(f"auth method must be one of {', '.join(AUTH_METHODS)}, got {method!r}")
+    if method == "static" and not values.get("access_token"):
+        problems.append(f"auth method 'static' needs a token in {env_name('access_token')}")
+    for key, low, high in (
+        ("concurrency", 1, 1024),
+        ("max_attempts", 1, 1000),
+        ("chunk_size", 100, 10_000_000),
+    ):
+        if key in values and not low <= values[key] <= high:
+            problems.append(f"{key} must be between {low} and {high}, got {values[key]}")
+    for key in ("retry_deadline", "request_timeout"):
+        if key in values and not values[key] > 0:
+            problems.append(f"{key} must be a positive number of seconds, got {values[key]}")
+    tz = values.get("timezone", "UTC")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(
+            f"timezone must be an IANA time zone name such as UTC or Europe/Berlin, got {tz!r}"
+        )
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the run's settings: TOML file, then environment, then ``overrides`` (flags).
+
+    The file is ``config_path``, else ``$CERTIMPORT_CONFIG``, else ``config/certimport.toml``
+    when it exists. Raises :class:`ConfigError` listing every problem found.
+    """
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    if config_path is None and env.get("CERTIMPORT_CONFIG"):
+        config_path = env["CERTIMPORT_CONFIG"]
+    if config_path is not None:
+        values.update(_from_toml(Path(config_path), problems))
+    elif DEFAULT_CONFIG_PATH.is_file():
+        values.update(_from_toml(DEFAULT_CONFIG_PATH, problems))
+    for key, (_, kind) in _KEYS.items():
+        name = env_name(key)
+        if name in env and env[name] != "":
+            coerced = _coerce(name, kind, env[name], "environment", problems)
+            if coerced is not None:
+                values[key] = coerced
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    _check(values, problems)
+    if problems:
+        raise ConfigError(problems)
+    token = values.pop("access_token", None)
+    known = {f.name for f in fields(Settings)}
+    settings = Settings(**{k: v for k, v in values.items() if k in known})
+    if token:
+        settings = replace(settings, access_token=Secret(token))
+    return settings

@@ -1,0 +1,30 @@
+"""What happened to one input record: the value every report line is made from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CREATED = "created"  # Graph answered 201; ``id`` is the new object's id
+REJECTED = "rejected"  # invalid in the file, or refused by Graph with a 4xx: fix the row
+FAILED = "failed"  # not created: retries exhausted, or never sent (run aborted/interrupted)
+UNKNOWN = "unknown"  # sent, but no answer: it may or may not exist in Graph
+VALID = "valid"  # validate / dry-run: would be sent
+STATUSES = (CREATED, REJECTED, FAILED, UNKNOWN, VALID)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one record."""
+
+    status: str
+    id: str = ""
+    http_status: int | None = None
+    error_code: str = ""
+    error_message: str = ""
+    attempts: int = 0
+    request_id: str = ""
+
+    @property
+    def done(self) -> bool:
+        """True when the record is in Graph (nothing left to do for it)."""
+        return self.status == CREATED

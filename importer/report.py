@@ -1,0 +1,157 @@
+"""Result reports, streamed in input order and published atomically.
+
+``results.csv`` ties every input record to its outcome; ``failed.csv`` holds the input's own
+cells for every record not created, ready to be fixed and fed back; ``summary.json`` has the
+counts. Files are written as ``.name.partial`` and renamed when complete, readable by the owner
+only (they hold user principal names).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import pandas as pd
+
+from importer.outcome import CREATED, VALID, Outcome
+
+RESULT_COLUMNS = (
+    "line",
+    "status",
+    "id",
+    "certificateThumbprint",
+    "managedDeviceDisplayName",
+    "http_status",
+    "error_code",
+    "error_message",
+    "attempts",
+    "request_id",
+)
+ERROR_COLUMN = "import_error"
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(cell: str) -> str:
+    """Defuse a cell a spreadsheet would run as a formula (prefix it with an apostrophe)."""
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) so that only the owner can enter the last level."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def _open_private(path: Path) -> IO[str]:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return open(fd, "w", encoding="utf-8", newline="")
+
+
+def write_private_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (mode 0600)."""
+    partial = path.with_name(f".{path.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(partial, path)
+
+
+class _AtomicCsv:
+    def __init__(self, path: Path, header: Sequence[str]) -> None:
+        self.path = path
+        self.partial = path.with_name(f".{path.name}.partial")
+        self.handle = _open_private(self.partial)
+        self.writer = csv.writer(self.handle, lineterminator="\r\n")
+        self.writer.writerow(header)
+        self.rows = 0
+
+    def publish(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        os.replace(self.partial, self.path)
+
+    def discard(self) -> None:
+        self.handle.close()
+        self.partial.unlink(missing_ok=True)
+
+
+class ReportWriter:
+    """Writes results.csv and failed.csv chunk by chunk, in input order."""
+
+    def __init__(self, out_dir: Path, input_header: Sequence[str]) -> None:
+        self.out_dir = out_dir
+        make_private_dir(out_dir)
+        # A re-fed failed.csv already has an import_error column: replace it, never stack them.
+        self._keep = [
+            i for i, name in enumerate(input_header) if name.strip().casefold() != ERROR_COLUMN
+        ]
+        failed_header = [input_header[i] for i in self._keep] + [ERROR_COLUMN]
+        self._results = _AtomicCsv(out_dir / "results.csv", RESULT_COLUMNS)
+        self._failed = _AtomicCsv(out_dir / "failed.csv", failed_header)
+
+    def write(
+        self,
+        lines: Sequence[int],
+        outcomes: Sequence[Outcome],
+        thumbprints: Sequence[str],
+        devices: Sequence[str],
+        raw: pd.DataFrame,
+    ) -> None:
+        """Append one chunk: its records' lines, outcomes, keys and original cells."""
+        result_rows = []
+        failed_positions = []
+        errors = []
+        for pos, (line, outcome, thumb, device) in enumerate(
+            zip(lines, outcomes, thumbprints, devices, strict=True)
+        ):
+            result_rows.append(
+                (
+                    line,
+                    outcome.status,
+                    outcome.id,
+                    neutralise(thumb),
+                    neutralise(device),
+                    "" if outcome.http_status is None else outcome.http_status,
+                    neutralise(outcome.error_code),
+                    neutralise(outcome.error_message),
+                    outcome.attempts,
+                    outcome.request_id,
+                )
+            )
+            if outcome.status not in (CREATED, VALID):
+                failed_positions.append(pos)
+                errors.append(
+                    neutralise(f"{outcome.status}: {outcome.error_code}: {outcome.error_message}")
+                )
+        self._results.writer.writerows(result_rows)
+        self._results.rows += len(result_rows)
+        if failed_positions:
+            cells = raw.iloc[failed_positions, self._keep].itertuples(index=False, name=None)
+            self._failed.writer.writerows(
+                [*row, error] for row, error in zip(cells, errors, strict=True)
+            )
+            self._failed.rows += len(failed_positions)
+
+    def publish(self, summary: dict[str, Any]) -> None:
+        """Make the reports visible: both CSVs, then summary.json last."""
+        self._results.publish()
+        self._failed.publish()
+        write_private_atomic(
+            self.out_dir / "summary.json",
+            orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n",
+        )
+
+    def discard(self) -> None:
+        """Drop the partial files (the run failed before any outcome was known)."""
+        self._results.discard()
+        self._failed.discard()
