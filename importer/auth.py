@@ -74,9 +74,12 @@ class CredentialTokens:
     def __repr__(self) -> str:
         return f"CredentialTokens(method={self._method!r}, scope={self._scope!r})"
 
-    async def _fetch(self) -> str:
+    async def _fetch(self, *, bypass_cache: bool = False) -> str:
+        # azure-identity caches tokens inside the credential; claims make it skip that cache,
+        # which is what a token Graph has just refused needs.
+        extra: dict[str, Any] = {"claims": "{}"} if bypass_cache else {}
         try:
-            access = await self._credential.get_token(self._scope)
+            access = await self._credential.get_token(self._scope, **extra)
         except ClientAuthenticationError as exc:
             raise AuthenticationFailed(
                 f"auth method {self._method!r} could not get a token for {self._scope}: "
@@ -104,7 +107,10 @@ class CredentialTokens:
         async with self._lock:
             if self._value is not None and self._value != rejected:
                 return self._value  # another worker already renewed it
-            return await self._fetch()
+            fresh = await self._fetch()
+            if fresh == rejected:
+                fresh = await self._fetch(bypass_cache=True)
+            return fresh
 
     async def close(self) -> None:
         await self._credential.close()
