@@ -15,6 +15,7 @@ import pytest
 from importer.emulator import EmulatorConfig, GraphEmulator
 
 T = TypeVar("T")
+STATIC_TOKEN = "static-secret-7f3a9c1e"
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 HEADER = [
@@ -145,7 +146,9 @@ class ThreadedEmulator:
 def graph(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[ThreadedEmulator]:
     """A threaded emulator, with the CERTIMPORT_* environment pointing at it (static token)."""
     threaded = ThreadedEmulator(
-        EmulatorConfig(write_limit=0, read_limit=0, seed=11, static_tokens=frozenset({"tok"}))
+        EmulatorConfig(
+            write_limit=0, read_limit=0, seed=11, static_tokens=frozenset({STATIC_TOKEN})
+        )
     )
     monkeypatch.chdir(tmp_path)  # no stray config/certimport.toml; out/ lands in tmp
     for name in list(os.environ):
@@ -153,7 +156,7 @@ def graph(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[ThreadedE
             monkeypatch.delenv(name)
     monkeypatch.setenv("CERTIMPORT_BASE_URL", threaded.base_url)
     monkeypatch.setenv("CERTIMPORT_AUTH_METHOD", "static")
-    monkeypatch.setenv("CERTIMPORT_ACCESS_TOKEN", "tok")
+    monkeypatch.setenv("CERTIMPORT_ACCESS_TOKEN", STATIC_TOKEN)
     monkeypatch.setenv("CERTIMPORT_MAX_ATTEMPTS", "4")
     try:
         yield threaded

@@ -6,8 +6,8 @@ import socket
 from typing import Any
 
 import pytest
-
 from conftest import FakeClock, thumb
+
 from importer.auth import CredentialTokens, StaticToken
 from importer.client import GraphClient, Verdict, classify
 from importer.emulator import GraphEmulator
@@ -147,9 +147,7 @@ async def test_401_twice_aborts_with_static_token(emulator, clock):
 
 
 @pytest.mark.parametrize("action", ["created_drop", "drop"])
-async def test_dropped_connection_after_send_is_unknown_and_not_reposted(
-    emulator, clock, action
-):
+async def test_dropped_connection_after_send_is_unknown_and_not_reposted(emulator, clock, action):
     emulator.script([{"action": action}])
     async with make_client(emulator, clock) as client:
         outcome = await client.create(body())
