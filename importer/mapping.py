@@ -13,17 +13,17 @@ from importer.model import DEVICE, KEY_USAGES, ODATA_TYPE, PROPERTIES, THUMBPRIN
 def build_bodies(values: pd.DataFrame, rows: np.ndarray) -> list[dict[str, Any]]:
     """The JSON bodies for the records at positions ``rows``; empty cells are left out."""
     columns = [p for p in PROPERTIES if p in values.columns]
-    frame = values.iloc[rows][columns]
-    bodies: list[dict[str, Any]] = []
-    for record in frame.to_dict("records"):
-        body: dict[str, Any] = {"@odata.type": ODATA_TYPE}
-        for name, value in record.items():
-            if value != "":
-                body[str(name)] = value
-        if KEY_USAGES in body:
-            body[KEY_USAGES] = int(body[KEY_USAGES])
-        bodies.append(body)
-    return bodies
+    frame = values.iloc[rows]
+    cells: list[list[Any]] = []
+    for name in columns:
+        column = frame[name].tolist()
+        if name == KEY_USAGES:
+            column = [int(v) if v else "" for v in column]
+        cells.append(column)
+    return [
+        {"@odata.type": ODATA_TYPE, **{k: v for k, v in zip(columns, record) if v != ""}}
+        for record in zip(*cells)
+    ]
 
 
 def row_key(body: dict[str, Any]) -> tuple[str, str]:

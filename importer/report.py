@@ -33,11 +33,17 @@ RESULT_COLUMNS = (
 )
 ERROR_COLUMN = "import_error"
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_DONE = frozenset({CREATED, VALID})
 
 
 def neutralise(cell: str) -> str:
     """Defuse a cell a spreadsheet would run as a formula (prefix it with an apostrophe)."""
     return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+
+
+def _neutralised(cells: Sequence[str]) -> list[str]:
+    starts = _FORMULA_STARTS
+    return [("'" + c) if c[:1] in starts else c for c in cells]
 
 
 def make_private_dir(path: Path) -> None:
@@ -108,34 +114,30 @@ class ReportWriter:
         raw: pd.DataFrame,
     ) -> None:
         """Append one chunk: its records' lines, outcomes, keys and original cells."""
-        result_rows = []
-        failed_positions = []
-        errors = []
-        for pos, (line, outcome, thumb, device) in enumerate(
-            zip(lines, outcomes, thumbprints, devices, strict=True)
-        ):
-            result_rows.append(
-                (
-                    line,
-                    outcome.status,
-                    outcome.id,
-                    neutralise(thumb),
-                    neutralise(device),
-                    "" if outcome.http_status is None else outcome.http_status,
-                    neutralise(outcome.error_code),
-                    neutralise(outcome.error_message),
-                    outcome.attempts,
-                    outcome.request_id,
-                )
-            )
-            if outcome.status not in (CREATED, VALID):
-                failed_positions.append(pos)
-                errors.append(
-                    neutralise(f"{outcome.status}: {outcome.error_code}: {outcome.error_message}")
-                )
+        statuses = [o.status for o in outcomes]
+        result_rows = zip(
+            lines,
+            statuses,
+            [o.id for o in outcomes],
+            _neutralised(thumbprints),
+            _neutralised(devices),
+            ["" if o.http_status is None else o.http_status for o in outcomes],
+            _neutralised([o.error_code for o in outcomes]),
+            _neutralised([o.error_message for o in outcomes]),
+            [o.attempts for o in outcomes],
+            [o.request_id for o in outcomes],
+            strict=True,
+        )
         self._results.writer.writerows(result_rows)
-        self._results.rows += len(result_rows)
+        self._results.rows += len(statuses)
+        failed_positions = [i for i, s in enumerate(statuses) if s not in _DONE]
         if failed_positions:
+            errors = _neutralised(
+                [
+                    f"{o.status}: {o.error_code}: {o.error_message}"
+                    for o in (outcomes[i] for i in failed_positions)
+                ]
+            )
             cells = raw.iloc[failed_positions, self._keep].itertuples(index=False, name=None)
             self._failed.writer.writerows(
                 [*row, error] for row, error in zip(cells, errors, strict=True)

@@ -39,8 +39,10 @@ from importer.source import Chunk, Header
 _HEX_NOISE = r"[\s:\u200e\u200f\ufeff]"
 _ISO = re.compile(
     r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?)?"
-    r"(?P<offset>Z|z|[+-]\d{2}:?\d{2})?$"
+    r"(?:Z|z|[+-]\d{2}:?\d{2})?$"
 )
+_CANONICAL_UTC = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z"
+_OFFSET = r"(?:Z|z|[+-]\d{2}:?\d{2})$"
 _CONTROL = r"[\x00-\x1f\x7f]"
 _BAD_FORMAT = "\x00format"  # sentinels for date cells that could not be parsed;
 _BAD_LOCAL = "\x00local"  # the reported value is always taken from the original cell
@@ -162,18 +164,23 @@ def build_schema(columns: list[str], timezone: str) -> pa.DataFrameSchema:
 
 
 def _strip_hex(s: pd.Series) -> pd.Series:
-    return s.str.replace(_HEX_NOISE, "", regex=True).str.upper()
+    messy = ~s.str.fullmatch(r"[0-9A-Fa-f]*")
+    if messy.any():  # most files are clean: strip only the cells that need it
+        s = s.copy()
+        s[messy] = s[messy].str.replace(_HEX_NOISE, "", regex=True)
+    return s.str.upper()
 
 
-def _format_utc(values: pd.Series) -> pd.Series:
+def _format_utc(values: pd.Series) -> np.ndarray:
     """ISO 8601 in UTC with a ``Z``: whole seconds, else up to 7 fractional digits."""
     naive = values.dt.tz_localize(None).to_numpy()
+    whole = np.char.add(np.datetime_as_string(naive, unit="s"), "Z").astype(object)
     unit: Any = np.datetime_data(naive.dtype)[0]
-    text = pd.Series(np.datetime_as_string(naive, unit=unit), index=values.index)
-    whole = pd.Series(np.datetime_as_string(naive, unit="s"), index=values.index)
-    frac = text.str.slice(20, 27).str.rstrip("0")
-    out = whole.where(frac == "", whole + "." + frac)
-    return out + "Z"
+    fractional = naive != naive.astype("datetime64[s]")
+    if fractional.any():
+        full = np.datetime_as_string(naive[fractional], unit=unit)
+        whole[fractional] = [f"{t[:19]}.{t[20:27].rstrip('0')}Z" for t in full]
+    return whole
 
 
 class Validator:
@@ -215,31 +222,36 @@ class Validator:
 
     def _parse_dates(self, s: pd.Series) -> tuple[pd.Series, np.ndarray]:
         """Parse ISO 8601 cells: (UTC text with offset or a sentinel, epoch seconds or NaN)."""
-        shaped = s.str.fullmatch(_ISO)
-        offset = s.str.extract(_ISO)["offset"].notna()
-        text = s.str.replace(",", ".", regex=False)
-        out = pd.Series(_BAD_FORMAT, index=s.index, dtype=object)
-        out[s == ""] = ""
+        text = s.to_numpy(dtype=object)
+        shaped = s.str.fullmatch(_ISO).to_numpy(dtype=bool)
+        offset = s.str.contains(_OFFSET, regex=True).to_numpy(dtype=bool)
+        out = np.full(len(s), _BAD_FORMAT, dtype=object)
+        out[text == ""] = ""
         stamps = np.full(len(s), np.nan)
-        parsed_parts: list[pd.Series] = []
-        aware = shaped & offset
-        if aware.any():
-            parsed_parts.append(
-                pd.to_datetime(text[aware], format="ISO8601", utc=True, errors="coerce")
-            )
-        naive = shaped & ~offset
-        if naive.any():
-            local = pd.to_datetime(text[naive], format="ISO8601", errors="coerce")
-            zoned = local.dt.tz_localize(self._zone, ambiguous="NaT", nonexistent="NaT")
-            out[local.index[(zoned.isna() & local.notna()).to_numpy()]] = _BAD_LOCAL
-            parsed_parts.append(zoned)
-        for parsed in parsed_parts:
-            good = parsed.dropna().dt.tz_convert("UTC")
-            if len(good):
-                out[good.index] = _format_utc(good)
-                naive_utc = good.dt.tz_localize(None).to_numpy().astype("datetime64[us]")
-                stamps[s.index.get_indexer(good.index)] = naive_utc.astype(np.int64) / 1e6
-        return out.astype(str), stamps
+        for aware in (True, False):
+            positions = np.flatnonzero(shaped & (offset == aware))
+            if not len(positions):
+                continue
+            cells = s.iloc[positions].str.replace(",", ".", regex=False)
+            if aware:
+                parsed = pd.to_datetime(cells, format="ISO8601", utc=True, errors="coerce")
+            else:
+                local = pd.to_datetime(cells, format="ISO8601", errors="coerce")
+                parsed = local.dt.tz_localize(self._zone, ambiguous="NaT", nonexistent="NaT")
+                out[positions[(parsed.isna() & local.notna()).to_numpy()]] = _BAD_LOCAL
+            ok = parsed.notna().to_numpy()
+            if not ok.any():
+                continue
+            good = parsed[ok].dt.tz_convert("UTC")
+            where = positions[ok]
+            # A cell already written as UTC with whole seconds is sent as it is.
+            canonical = cells[ok].str.fullmatch(_CANONICAL_UTC).to_numpy(dtype=bool)
+            out[where[canonical]] = text[where[canonical]]
+            if not canonical.all():
+                out[where[~canonical]] = _format_utc(good[~canonical])
+            seconds = good.dt.tz_localize(None).to_numpy().astype("datetime64[us]")
+            stamps[where] = seconds.astype(np.int64) / 1e6
+        return pd.Series(out, index=s.index, dtype=str), stamps
 
     def validate(self, chunk: Chunk) -> ValidatedChunk:
         """Normalise and check one chunk; problems are keyed by position in the chunk."""
