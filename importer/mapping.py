@@ -21,8 +21,11 @@ def build_bodies(values: pd.DataFrame, rows: np.ndarray) -> list[dict[str, Any]]
             column = [int(v) if v else "" for v in column]
         cells.append(column)
     return [
-        {"@odata.type": ODATA_TYPE, **{k: v for k, v in zip(columns, record) if v != ""}}
-        for record in zip(*cells)
+        {
+            "@odata.type": ODATA_TYPE,
+            **{k: v for k, v in zip(columns, record, strict=True) if v != ""},
+        }
+        for record in zip(*cells, strict=True)
     ]
 
 
