@@ -23,6 +23,7 @@ from importer.auth import build_token_source
 from importer.client import GraphClient
 from importer.config import Settings, load_settings
 from importer.errors import CertImportError
+from importer.pacing import Pacer
 from importer.retry import RetryPolicy
 from importer.runner import Mode, Runner, RunRequest, RunSummary
 
@@ -126,6 +127,7 @@ async def _run(
                 settings.collection_url,
                 tokens,
                 policy=_policy(settings),
+                pacer=Pacer(settings.rate_limit),
                 concurrency=settings.concurrency,
                 request_timeout=settings.request_timeout,
             ) as client:
@@ -232,6 +234,13 @@ def validate(
 @cli.command()
 @_with_common
 @click.option("--concurrency", type=int, metavar="N", help="Parallel requests [4].")
+@click.option(
+    "--rate-limit",
+    metavar="N/WINDOW",
+    help="Write budget shared by all workers, e.g. 100/20s (Intune's per-app limit) [100/20s].",
+)
+@click.option("--read-rate-limit", metavar="N/WINDOW", help="Read budget (lookups) [1000/20s].")
+@click.option("--batch", type=int, metavar="N", help="Rows per $batch call, 1-20 [1: no batching].")
 @click.option("--dry-run", is_flag=True, help="Validate and build the bodies; send nothing.")
 @click.option("--strict", is_flag=True, help="Post nothing when any row is invalid (exit 2).")
 @click.option(
@@ -248,6 +257,9 @@ def run(
     show_errors: int,
     verbose: int,
     concurrency: int | None,
+    rate_limit: str | None,
+    read_rate_limit: str | None,
+    batch: int | None,
     dry_run: bool,
     strict: bool,
     use_emulator: bool,
@@ -266,7 +278,13 @@ def run(
         "dry-run" if dry_run else "run",
         out=out,
         config=config,
-        overrides={"timezone": timezone, "concurrency": concurrency},
+        overrides={
+            "timezone": timezone,
+            "concurrency": concurrency,
+            "rate_limit": rate_limit,
+            "read_rate_limit": read_rate_limit,
+            "batch": batch,
+        },
         strict=strict,
         show_errors=show_errors,
         use_emulator=use_emulator,

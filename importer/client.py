@@ -8,6 +8,10 @@ Verdicts for a create (POST):
     403, 404 on the collection   the run is aborted: every row would fail the same way
     other 4xx                    the row is rejected with Graph's error code and message
     other 5xx, timeout, dropped  unknown: the POST may have been committed, so it is not re-sent
+
+With ``batch`` > 1 the bodies go through ``$batch`` (up to 20 per call): each item is classified
+the same way, throttled items are retried with their own ``Retry-After``, and the pacer counts
+items, not calls (Graph's throttle does).
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -31,6 +36,7 @@ from tenacity import (
 
 from importer.auth import TokenSource
 from importer.errors import AuthenticationFailed, PermissionDenied, RunAborted
+from importer.model import COLLECTION_PATH
 from importer.outcome import CREATED, FAILED, REJECTED, UNKNOWN, Outcome
 from importer.pacing import Pacer
 from importer.retry import RetryPolicy, parse_retry_after
@@ -110,10 +116,43 @@ class _Retryable(Exception):
 class ClientStats:
     """Counters of the traffic a client sent."""
 
-    requests: int = 0
-    throttled: int = 0
-    retries: int = 0
+    requests: int = 0  # HTTP requests (a $batch call counts once)
+    items: int = 0  # create operations sent, batched or not (what Graph's throttle counts)
+    throttled: int = 0  # operations answered 429
+    retries: int = 0  # operations sent again
     token_refreshes: int = 0
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: Mapping[str, str]
+    payload: Any
+    text: str
+
+
+def _outcome(result: Classified, attempts: int) -> Outcome:
+    status = {Verdict.CREATED: CREATED, Verdict.REJECTED: REJECTED}.get(result.verdict, UNKNOWN)
+    return Outcome(
+        status,
+        id=result.created_id,
+        http_status=result.status,
+        error_code=result.error_code,
+        error_message=result.error_message,
+        attempts=attempts,
+        request_id=result.request_id,
+    )
+
+
+def _gave_up(result: Classified, attempts: int) -> Outcome:
+    return Outcome(
+        FAILED,
+        http_status=result.status,
+        error_code=result.error_code,
+        error_message=f"gave up after {attempts} attempt(s): {result.error_message}".strip(),
+        attempts=attempts,
+        request_id=result.request_id,
+    )
 
 
 class GraphClient:
@@ -130,6 +169,7 @@ class GraphClient:
         request_timeout: float = 60.0,
     ) -> None:
         self.collection_url = collection_url
+        self.batch_url = collection_url.removesuffix(COLLECTION_PATH) + "/$batch"
         self.tokens = tokens
         self.policy = policy or RetryPolicy()
         self.pacer = pacer or Pacer(clock=self.policy.clock, sleep=self.policy.sleep)
@@ -151,9 +191,7 @@ class GraphClient:
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=min(30.0, self.request_timeout), sock_read=self.request_timeout
         )
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, json_serialize=lambda o: orjson.dumps(o).decode()
-        )
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -161,7 +199,8 @@ class GraphClient:
             await self._session.close()
             self._session = None
 
-    async def _send(self, data: bytes, token: str) -> Classified:
+    async def _exchange(self, url: str, data: bytes, token: str) -> _Answer | Classified:
+        """Send one POST; an answer, or the verdict on a transport failure."""
         assert self._session is not None, "use GraphClient as an async context manager"
         client_request_id = str(uuid.uuid4())
         headers = {
@@ -173,26 +212,24 @@ class GraphClient:
         self.stats.requests += 1
         try:
             async with self._session.post(
-                self.collection_url, data=data, headers=headers, allow_redirects=False
+                url, data=data, headers=headers, allow_redirects=False
             ) as response:
                 text = await response.text()
                 try:
                     payload = orjson.loads(text) if text else None
                 except orjson.JSONDecodeError:
                     payload = None
-                result = classify(response.status, response.headers, payload, text)
-                if result.verdict is not Verdict.CREATED:
+                if response.status >= 300:
                     log.info(
-                        "POST answered %s %s (client-request-id %s, request-id %s, diag %s)",
+                        "POST answered %s (client-request-id %s, request-id %s, diag %s)",
                         response.status,
-                        result.error_code,
                         client_request_id,
-                        result.request_id,
+                        response.headers.get("request-id", ""),
                         response.headers.get("x-ms-ags-diagnostic", ""),
                     )
-                return result
+                return _Answer(response.status, response.headers, payload, text)
         except aiohttp.ClientSSLError as exc:
-            raise RunAborted(f"TLS failure talking to {self.collection_url}: {exc}") from None
+            raise RunAborted(f"TLS failure talking to {url}: {exc}") from None
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # The connection was never established: the request cannot have been sent.
             log.info("connection failed (client-request-id %s): %s", client_request_id, exc)
@@ -208,38 +245,60 @@ class GraphClient:
                 f"request sent but no answer ({exc or kind}); the object may exist",
             )
 
-    async def _attempt(self, data: bytes) -> Classified:
-        """One attempt, including the single token renewal a 401 allows."""
-        await self.pacer.wait()
+    async def _authorised(self, url: str, data: bytes) -> _Answer | Classified:
+        """One exchange, with the single token renewal a 401 allows; aborts on 403/404."""
         token = await self.tokens.token()
-        result = await self._send(data, token)
-        if result.verdict is Verdict.REAUTH:
+        answer = await self._exchange(url, data, token)
+        if isinstance(answer, _Answer) and answer.status == 401:
             self.stats.token_refreshes += 1
             token = await self.tokens.refresh(token)
-            result = await self._send(data, token)
-            if result.verdict is Verdict.REAUTH:
+            answer = await self._exchange(url, data, token)
+            if isinstance(answer, _Answer) and answer.status == 401:
+                code, message = _error_fields(401, answer.payload, answer.text)
                 raise AuthenticationFailed(
-                    f"Graph rejected a freshly obtained token (401 {result.error_code}: "
-                    f"{result.error_message})"
+                    f"Graph rejected a freshly obtained token (401 {code}: {message})"
                 )
-        if result.verdict is Verdict.ABORT:
-            if result.status == 403:
-                raise PermissionDenied(
-                    f"Graph refused access to the collection (403 {result.error_code}: "
-                    f"{result.error_message}); the app needs "
-                    "DeviceManagementConfiguration.ReadWrite.All and the tenant an Intune licence"
-                )
-            raise RunAborted(
-                f"the collection {self.collection_url} answered {result.status} "
-                f"{result.error_code}: check base_url / cloud"
+        if isinstance(answer, _Answer) and answer.status in ABORT_STATUSES:
+            self._abort(classify(answer.status, answer.headers, answer.payload, answer.text))
+        return answer
+
+    def _abort(self, result: Classified) -> None:
+        if result.status == 403:
+            raise PermissionDenied(
+                f"Graph refused access to the collection (403 {result.error_code}: "
+                f"{result.error_message}); the app needs "
+                "DeviceManagementConfiguration.ReadWrite.All and the tenant an Intune licence"
             )
-        if result.verdict is Verdict.RETRY:
-            if result.status == 429:
-                self.stats.throttled += 1
-                if result.retry_after:
-                    self.pacer.pause(result.retry_after)
-            raise _Retryable(result)
-        return result
+        raise RunAborted(
+            f"the collection {self.collection_url} answered {result.status} "
+            f"{result.error_code}: check base_url / cloud"
+        )
+
+    def _note(self, results: Sequence[Classified]) -> float | None:
+        """Feed the pacer; the longest Retry-After among throttled results."""
+        throttled = [r for r in results if r.verdict is Verdict.RETRY and r.status == 429]
+        self.stats.throttled += len(throttled)
+        waits = [r.retry_after for r in results if r.verdict is Verdict.RETRY and r.retry_after]
+        longest = max(waits) if waits else None
+        if throttled:
+            self.pacer.throttled(longest)
+        elif longest:
+            self.pacer.pause(longest)
+        ok = sum(1 for r in results if r.verdict is not Verdict.RETRY)
+        if ok:
+            self.pacer.succeeded(ok)
+        return longest
+
+    def _retrying(self) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.policy.max_attempts)
+            | stop_before_delay(self.policy.deadline),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Retryable),
+            sleep=self.policy.sleep,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -247,7 +306,6 @@ class GraphClient:
         return self.policy.wait_for(state.attempt_number, retry_after)
 
     def _before_sleep(self, state: RetryCallState) -> None:
-        self.stats.retries += 1
         exc = state.outcome.exception() if state.outcome else None
         code = exc.result.error_code if isinstance(exc, _Retryable) else "?"
         wait = state.next_action.sleep if state.next_action else 0.0
@@ -257,37 +315,100 @@ class GraphClient:
         """POST one body; returns its outcome (raises RunAborted when the run must stop)."""
         data = orjson.dumps(body)
         attempts = 0
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.policy.max_attempts)
-            | stop_before_delay(self.policy.deadline),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
-            sleep=self.policy.sleep,
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
         try:
-            async for attempt in retrying:
+            async for attempt in self._retrying():
                 with attempt:
+                    if attempts:
+                        self.stats.retries += 1
                     attempts += 1
-                    result = await self._attempt(data)
+                    await self.pacer.wait()
+                    self.stats.items += 1
+                    answer = await self._authorised(self.collection_url, data)
+                    if isinstance(answer, _Answer):
+                        result = classify(
+                            answer.status, answer.headers, answer.payload, answer.text
+                        )
+                    else:
+                        result = answer
+                    self._note([result])
+                    if result.verdict is Verdict.RETRY:
+                        raise _Retryable(result)
         except _Retryable as exc:
-            last = exc.result
-            return Outcome(
-                FAILED,
-                http_status=last.status,
-                error_code=last.error_code,
-                error_message=f"gave up after {attempts} attempt(s): {last.error_message}".strip(),
-                attempts=attempts,
-                request_id=last.request_id,
+            return _gave_up(exc.result, attempts)
+        return _outcome(result, attempts)
+
+    async def create_batch(self, bodies: Sequence[Mapping[str, Any]]) -> list[Outcome]:
+        """Create up to 20 bodies through one ``$batch`` call per round; outcomes in order."""
+        if len(bodies) == 1:
+            return [await self.create(bodies[0])]
+        outcomes: list[Outcome | None] = [None] * len(bodies)
+        attempts = [0] * len(bodies)
+        pending = list(range(len(bodies)))
+        last: dict[int, Classified] = {}
+        try:
+            async for attempt in self._retrying():
+                with attempt:
+                    if any(attempts[i] for i in pending):
+                        self.stats.retries += len(pending)
+                    for i in pending:
+                        attempts[i] += 1
+                    await self.pacer.wait(len(pending))
+                    self.stats.items += len(pending)
+                    results = await self._send_batch({i: bodies[i] for i in pending})
+                    longest = self._note(list(results.values()))
+                    retry = []
+                    for i in pending:
+                        if results[i].verdict is Verdict.RETRY:
+                            retry.append(i)
+                            last[i] = results[i]
+                        else:
+                            outcomes[i] = _outcome(results[i], attempts[i])
+                    pending = retry
+                    if pending:
+                        raise _Retryable(replace(last[pending[0]], retry_after=longest))
+        except _Retryable:
+            for i in pending:
+                outcomes[i] = _gave_up(last[i], attempts[i])
+        return [o for o in outcomes if o is not None]
+
+    async def _send_batch(self, items: Mapping[int, Mapping[str, Any]]) -> dict[int, Classified]:
+        requests = [
+            {
+                "id": str(i),
+                "method": "POST",
+                "url": COLLECTION_PATH,
+                "headers": {"Content-Type": "application/json"},
+                "body": body,
+            }
+            for i, body in items.items()
+        ]
+        answer = await self._authorised(self.batch_url, orjson.dumps({"requests": requests}))
+        if not isinstance(answer, _Answer):
+            return dict.fromkeys(items, answer)
+        if answer.status != 200:
+            whole = classify(answer.status, answer.headers, answer.payload, answer.text)
+            return dict.fromkeys(items, whole)
+        request_id = answer.headers.get("request-id", "")
+        results: dict[int, Classified] = {}
+        responses = answer.payload.get("responses") if isinstance(answer.payload, dict) else None
+        for item in responses if isinstance(responses, list) else []:
+            try:
+                key = int(item["id"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if key not in items:
+                continue
+            headers = CIMultiDict({str(k): str(v) for k, v in (item.get("headers") or {}).items()})
+            headers.setdefault("request-id", request_id)
+            status = item.get("status")
+            results[key] = classify(
+                status if isinstance(status, int) else 0, headers, item.get("body")
             )
-        status = {Verdict.CREATED: CREATED, Verdict.REJECTED: REJECTED}.get(result.verdict, UNKNOWN)
-        return Outcome(
-            status,
-            id=result.created_id,
-            http_status=result.status,
-            error_code=result.error_code,
-            error_message=result.error_message,
-            attempts=attempts,
-            request_id=result.request_id,
+        missing = Classified(
+            Verdict.UNKNOWN,
+            200,
+            error_code="MissingBatchItem",
+            error_message="the $batch answer had no response for this item; it may exist",
+            request_id=request_id,
         )
+        return {i: results.get(i, missing) for i in items}

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from importer.errors import ConfigError
 from importer.model import COLLECTION_PATH
+from importer.pacing import RateLimit
 
 DEFAULT_CONFIG_PATH = Path("config/certimport.toml")
 
@@ -81,6 +82,9 @@ class Settings:
     certificate_path: str = ""
     access_token: Secret | None = field(default=None, repr=False)
     concurrency: int = 4
+    rate_limit: RateLimit = field(default_factory=lambda: RateLimit(100, 20.0))
+    read_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(1000, 20.0))
+    batch: int = 1
     max_attempts: int = 8
     retry_deadline: float = 600.0
     request_timeout: float = 60.0
@@ -121,6 +125,9 @@ _KEYS: dict[str, tuple[str, type]] = {
     "certificate_path": ("auth", str),
     "access_token": ("auth", str),
     "concurrency": ("run", int),
+    "rate_limit": ("run", str),
+    "read_rate_limit": ("run", str),
+    "batch": ("run", int),
     "max_attempts": ("run", int),
     "retry_deadline": ("run", float),
     "request_timeout": ("run", float),
@@ -237,10 +244,17 @@ def _check(values: dict[str, Any], problems: list[str]) -> None:
     for key, low, high in (
         ("concurrency", 1, 1024),
         ("max_attempts", 1, 1000),
+        ("batch", 1, 20),
         ("chunk_size", 100, 10_000_000),
     ):
         if key in values and not low <= values[key] <= high:
             problems.append(f"{key} must be between {low} and {high}, got {values[key]}")
+    for key in ("rate_limit", "read_rate_limit"):
+        if isinstance(values.get(key), str):
+            try:
+                values[key] = RateLimit.parse(values[key])
+            except ValueError as exc:
+                problems.append(f"{key}: {exc}")
     for key in ("retry_deadline", "request_timeout"):
         if key in values and not values[key] > 0:
             problems.append(f"{key} must be a positive number of seconds, got {values[key]}")

@@ -275,20 +275,33 @@ class Runner:
                 self._write(writer, done.vc, outcomes, counts)
 
         async def worker() -> None:
-            while (item := await queue.get()) is not None:
-                slot, pos, body = item
+            batch = self.settings.batch
+            finished = False
+            while not finished:
+                item = await queue.get()
+                if item is None:
+                    return
+                items = [item]
+                while len(items) < batch and not queue.empty():
+                    extra = queue.get_nowait()
+                    if extra is None:
+                        finished = True
+                        break
+                    items.append(extra)
                 if self.stopping or self.abort is not None:
-                    outcome = self._not_sent()
+                    outcomes = [self._not_sent()] * len(items)
                 else:
                     try:
-                        outcome = await client.create(body)
+                        outcomes = await client.create_batch([body for _, _, body in items])
                     except RunAborted as exc:
                         if self.abort is None:
                             self.abort = exc
                             self.say(f"error: {exc}")
-                        outcome = Outcome(FAILED, error_code="RunAborted", error_message=str(exc))
-                slot.outcomes[pos] = outcome
-                slot.remaining -= 1
+                        failed = Outcome(FAILED, error_code="RunAborted", error_message=str(exc))
+                        outcomes = [failed] * len(items)
+                for (slot, pos, _), outcome in zip(items, outcomes, strict=True):
+                    slot.outcomes[pos] = outcome
+                    slot.remaining -= 1
                 flush()
 
         async def produce() -> None:

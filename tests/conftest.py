@@ -158,6 +158,7 @@ def graph(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[ThreadedE
     monkeypatch.setenv("CERTIMPORT_AUTH_METHOD", "static")
     monkeypatch.setenv("CERTIMPORT_ACCESS_TOKEN", STATIC_TOKEN)
     monkeypatch.setenv("CERTIMPORT_MAX_ATTEMPTS", "4")
+    monkeypatch.setenv("CERTIMPORT_RATE_LIMIT", "0")  # tests that pace set their own
     try:
         yield threaded
     finally:
