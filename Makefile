@@ -33,5 +33,13 @@ unit: $(VENV)/.test
 
 test: lint typecheck unit
 
+$(VENV)/.bench: $(BIN)/python pyproject.toml
+	$(PIP) install -q -e '.[test,bench]'
+	touch $@
+
+# Prints the benchmark table (several minutes); not part of `make test`.
+bench: $(VENV)/.bench
+	$(BIN)/python benchmarks/bench.py
+
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -289,10 +289,12 @@ class GraphClient:
             self.pacer.succeeded(ok)
         return longest
 
-    def _retrying(self) -> AsyncRetrying:
+    def _retrying(
+        self, attempts: int | None = None, deadline: float | None = None
+    ) -> AsyncRetrying:
         return AsyncRetrying(
-            stop=stop_after_attempt(self.policy.max_attempts)
-            | stop_before_delay(self.policy.deadline),
+            stop=stop_after_attempt(attempts or self.policy.max_attempts)
+            | stop_before_delay(self.policy.deadline if deadline is None else deadline),
             wait=self._wait,
             retry=retry_if_exception_type(_Retryable),
             sleep=self.policy.sleep,
@@ -311,26 +313,37 @@ class GraphClient:
         wait = state.next_action.sleep if state.next_action else 0.0
         log.info("retrying after %s in %.3f s (attempt %d)", code, wait, state.attempt_number + 1)
 
+    async def _post_once(self, data: bytes) -> Classified:
+        await self.pacer.wait()
+        self.stats.items += 1
+        answer = await self._authorised(self.collection_url, data)
+        if isinstance(answer, _Answer):
+            result = classify(answer.status, answer.headers, answer.payload, answer.text)
+        else:
+            result = answer
+        self._note([result])
+        return result
+
     async def create(self, body: Mapping[str, Any]) -> Outcome:
         """POST one body; returns its outcome (raises RunAborted when the run must stop)."""
         data = orjson.dumps(body)
-        attempts = 0
+        started = self.policy.clock()
+        result = await self._post_once(data)
+        if result.verdict is not Verdict.RETRY:
+            return _outcome(result, 1)  # the common case, without building a retry loop
+        attempts = 1
+        first_wait = self.policy.wait_for(1, result.retry_after)
+        if attempts >= self.policy.max_attempts or first_wait >= self.policy.deadline:
+            return _gave_up(result, attempts)
+        log.info("retrying after %s in %.3f s (attempt 2)", result.error_code, first_wait)
+        await self.policy.sleep(first_wait)
+        remaining = self.policy.deadline - (self.policy.clock() - started)
         try:
-            async for attempt in self._retrying():
+            async for attempt in self._retrying(self.policy.max_attempts - 1, remaining):
                 with attempt:
-                    if attempts:
-                        self.stats.retries += 1
+                    self.stats.retries += 1
                     attempts += 1
-                    await self.pacer.wait()
-                    self.stats.items += 1
-                    answer = await self._authorised(self.collection_url, data)
-                    if isinstance(answer, _Answer):
-                        result = classify(
-                            answer.status, answer.headers, answer.payload, answer.text
-                        )
-                    else:
-                        result = answer
-                    self._note([result])
+                    result = await self._post_once(data)
                     if result.verdict is Verdict.RETRY:
                         raise _Retryable(result)
         except _Retryable as exc:
