@@ -8,6 +8,7 @@ Exit codes: 0 every row created (validate: every row valid); 1 finished, some ro
 from __future__ import annotations
 
 import asyncio
+import csv
 import logging
 import signal
 import sys
@@ -23,9 +24,11 @@ from importer.auth import build_token_source
 from importer.client import GraphClient
 from importer.config import Settings, load_settings
 from importer.errors import CertImportError
+from importer.journal import Journal, default_state_dir
 from importer.pacing import Pacer
+from importer.report import neutralise
 from importer.retry import RetryPolicy
-from importer.runner import Mode, Runner, RunRequest, RunSummary
+from importer.runner import RETRY_STATUSES, Mode, Runner, RunRequest, RunSummary
 
 T = TypeVar("T")
 
@@ -55,8 +58,12 @@ def _setup_logging(verbose: int) -> None:
 
 def _print_summary(summary: RunSummary) -> None:
     counts = summary.counts
-    shown = ["created", "rejected", "failed", "unknown"] if summary.mode == "run" else []
-    shown = shown or ["valid", "rejected"]
+    if summary.mode == "run":
+        shown = ["created", "updated", "skipped", "changed", "rejected", "failed", "unknown"]
+    elif summary.mode == "plan":
+        shown = ["valid", "skipped", "changed", "rejected"]
+    else:
+        shown = ["valid", "rejected"]
     lines = [f"certimport {summary.mode}: {summary.input}", f"  records   {summary.records:>9}"]
     lines += [f"  {name:<9} {counts.get(name, 0):>9}" for name in shown]
     if summary.mode == "run":
@@ -67,6 +74,10 @@ def _print_summary(summary: RunSummary) -> None:
     lines.append(
         f"  duration  {summary.duration_seconds:.1f} s ({summary.rows_per_second:g} rows/s)"
     )
+    if summary.reconciled:
+        lines.append(f"  reconciled {summary.reconciled} (found in Graph after a lost answer)")
+    if summary.journal:
+        lines.append(f"  journal   {summary.journal}")
     if summary.stopped:
         lines.append(f"  stopped:  {summary.stopped}")
     lines.append(f"  reports   {summary.out_dir}/ (results.csv, failed.csv, summary.json)")
@@ -118,25 +129,43 @@ async def _run(
         _say(f"using the built-in Graph emulator at {emulator.base_url}")
     try:
         settings = load_settings(config, overrides=overrides)
-        runner = Runner(settings, request, say=_say)
-        if request.mode != "run":
-            return await _with_signals(runner, runner.execute())
-        tokens = build_token_source(settings)
-        try:
-            async with GraphClient(
-                settings.collection_url,
-                tokens,
-                policy=_policy(settings),
-                pacer=Pacer(settings.rate_limit),
-                concurrency=settings.concurrency,
-                request_timeout=settings.request_timeout,
-            ) as client:
-                return await _with_signals(runner, runner.execute(client))
-        finally:
-            await tokens.close()
+        if request.mode in ("run", "plan"):
+            with _journal(settings, lock=request.mode == "run") as journal:
+                return await _execute_with(settings, request, journal)
+        return await _execute_with(settings, request, None)
     finally:
         if emulator is not None:
             await emulator.close()
+
+
+def _journal(settings: Settings, *, lock: bool) -> Journal:
+    state_dir = Path(settings.state_dir) if settings.state_dir else default_state_dir()
+    run_id = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S.%fZ")
+    return Journal.for_target(
+        state_dir, settings.graph_root, settings.tenant_id, run_id=run_id, lock=lock
+    )
+
+
+async def _execute_with(
+    settings: Settings, request: RunRequest, journal: Journal | None
+) -> RunSummary:
+    runner = Runner(settings, request, say=_say, journal=journal)
+    if request.mode != "run":
+        return await _with_signals(runner, runner.execute())
+    tokens = build_token_source(settings)
+    try:
+        async with GraphClient(
+            settings.collection_url,
+            tokens,
+            policy=_policy(settings),
+            pacer=Pacer(settings.rate_limit),
+            read_pacer=Pacer(settings.read_rate_limit),
+            concurrency=settings.concurrency,
+            request_timeout=settings.request_timeout,
+        ) as client:
+            return await _with_signals(runner, runner.execute(client))
+    finally:
+        await tokens.close()
 
 
 def _policy(settings: Settings) -> RetryPolicy:
@@ -153,6 +182,8 @@ def _execute(
     strict: bool = False,
     show_errors: int = 100,
     use_emulator: bool = False,
+    allow_shrink: bool = False,
+    only_statuses: tuple[str, ...] = (),
 ) -> None:
     def body() -> RunSummary:
         out_dir = Path(out) if out else None
@@ -166,6 +197,8 @@ def _execute(
             mode=mode,
             strict=strict,
             show_errors=show_errors,
+            allow_shrink=allow_shrink,
+            only_statuses=only_statuses,
         )
         return asyncio.run(_run(request, config, overrides, use_emulator))
 
@@ -243,6 +276,9 @@ def validate(
 @click.option("--batch", type=int, metavar="N", help="Rows per $batch call, 1-20 [1: no batching].")
 @click.option("--dry-run", is_flag=True, help="Validate and build the bodies; send nothing.")
 @click.option("--strict", is_flag=True, help="Post nothing when any row is invalid (exit 2).")
+@click.option("--update", is_flag=True, help="PATCH rows whose values changed since created.")
+@click.option("--allow-shrink", is_flag=True, help="Accept an input far smaller than last run's.")
+@click.option("--state-dir", metavar="DIR", help="Journal directory [~/.local/state/certimport].")
 @click.option(
     "--emulator",
     "use_emulator",
@@ -262,6 +298,9 @@ def run(
     batch: int | None,
     dry_run: bool,
     strict: bool,
+    update: bool,
+    allow_shrink: bool,
+    state_dir: str | None,
     use_emulator: bool,
 ) -> None:
     """Validate PATH, then create every valid row in Graph; write the reports.
@@ -284,11 +323,183 @@ def run(
             "rate_limit": rate_limit,
             "read_rate_limit": read_rate_limit,
             "batch": batch,
+            "update": True if update else None,
+            "state_dir": state_dir,
         },
         strict=strict,
         show_errors=show_errors,
         use_emulator=use_emulator,
+        allow_shrink=allow_shrink,
     )
+
+
+@cli.command()
+@_with_common
+@click.option("--state-dir", metavar="DIR", help="Journal directory [~/.local/state/certimport].")
+@click.option("--update", is_flag=True, help="Plan PATCHes for rows whose values changed.")
+def plan(
+    path: str,
+    out: str | None,
+    config: str | None,
+    timezone: str | None,
+    show_errors: int,
+    verbose: int,
+    state_dir: str | None,
+    update: bool,
+) -> None:
+    """Say what a run of PATH would create, skip, reject or flag as changed; send nothing.
+
+    Reads the journal of the configured target: rows already created with the same values are
+    `skipped`, rows created with other values `changed`, the rest `valid` (would be created).
+
+    \b
+    Example:
+      certimport plan inventory.csv --config /etc/certimport.toml
+    """
+    _setup_logging(verbose)
+    _execute(
+        path,
+        "plan",
+        out=out,
+        config=config,
+        overrides={
+            "timezone": timezone,
+            "state_dir": state_dir,
+            "update": True if update else None,
+        },
+        show_errors=show_errors,
+    )
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--out", "out", metavar="DIR", help="Report directory [out/<UTC timestamp>].")
+@click.option("--config", "config", metavar="FILE", help="TOML settings file.")
+@click.option("--concurrency", type=int, metavar="N", help="Parallel requests [4].")
+@click.option("--rate-limit", metavar="N/WINDOW", help="Write budget [100/20s].")
+@click.option("--state-dir", metavar="DIR", help="Journal directory [~/.local/state/certimport].")
+@click.option("-v", "--verbose", count=True, help="-v: retries and throttling; -vv: debug.")
+def retry(
+    run_dir: str,
+    out: str | None,
+    config: str | None,
+    concurrency: int | None,
+    rate_limit: str | None,
+    state_dir: str | None,
+    verbose: int,
+) -> None:
+    """Send again the rows of RUN_DIR that failed or whose outcome is unknown.
+
+    Reads RUN_DIR/failed.csv; rows with an `unknown` outcome are looked up in Graph first, so
+    nothing is created twice. Rejected rows are left out: fix them in failed.csv and pass the
+    file to `certimport run`. Writes a new run directory.
+
+    \b
+    Example:
+      certimport retry out/2026-11-27T010000Z
+    """
+    _setup_logging(verbose)
+    failed = Path(run_dir) / "failed.csv"
+    if not failed.is_file():
+        _say(f"error: {run_dir}: no failed.csv here; pass the report directory of a run")
+        sys.exit(errors.EXIT_USAGE)
+    _execute(
+        str(failed),
+        "run",
+        out=out,
+        config=config,
+        overrides={"concurrency": concurrency, "rate_limit": rate_limit, "state_dir": state_dir},
+        only_statuses=RETRY_STATUSES,
+    )
+
+
+@cli.group()
+def journal() -> None:
+    """Inspect the journal: what has been sent to the configured target."""
+
+
+def _open_journal(config: str | None, state_dir: str | None) -> Journal:
+    settings = load_settings(config, overrides={"state_dir": state_dir})
+    handle = _journal(settings, lock=False)
+    if not handle.path.exists():
+        raise errors.UsageError(
+            f"no journal for {settings.graph_root} (tenant {settings.tenant_id or 'default'}) "
+            f"at {handle.path}: nothing has been run against this target yet"
+        )
+    return handle
+
+
+@journal.command("show")
+@click.option("--config", "config", metavar="FILE", help="TOML settings file.")
+@click.option("--state-dir", metavar="DIR", help="Journal directory [~/.local/state/certimport].")
+def journal_show(config: str | None, state_dir: str | None) -> None:
+    """Print the journal's file, counts per status and the latest runs."""
+
+    def body() -> None:
+        with _open_journal(config, state_dir) as handle:
+            counts = handle.counts()
+            click.echo(f"journal {handle.path}")
+            for status, count in sorted(counts.items()):
+                click.echo(f"  {status:<10} {count:>9}")
+            click.echo("latest runs:")
+            for run_id, mode, _, finished, records, code, source in handle.recent_runs():
+                click.echo(
+                    f"  {run_id}  {mode:<4} records {records if records is not None else '-':>8}"
+                    f"  exit {code if code is not None else '-'}  {source}"
+                    + ("" if finished else "  (did not finish)")
+                )
+
+    _guard(body)
+
+
+@journal.command("export")
+@click.option("--config", "config", metavar="FILE", help="TOML settings file.")
+@click.option("--state-dir", metavar="DIR", help="Journal directory [~/.local/state/certimport].")
+def journal_export(config: str | None, state_dir: str | None) -> None:
+    """Write every key the journal knows as CSV on stdout.
+
+    \b
+    Example:
+      certimport journal export > journal.csv
+    """
+
+    def body() -> None:
+        with _open_journal(config, state_dir) as handle:
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(
+                (
+                    "certificateThumbprint",
+                    "managedDeviceDisplayName",
+                    "status",
+                    "id",
+                    "attempts",
+                    "last_error",
+                    "run_id",
+                    "in_doubt",
+                    "created_at",
+                    "updated_at",
+                )
+            )
+            for row in handle.iter_rows():
+                thumb, device, status, graph_id, attempts, error, run_id, intent, made, changed = (
+                    row
+                )
+                writer.writerow(
+                    (
+                        thumb,
+                        device,
+                        status,
+                        graph_id,
+                        attempts,
+                        neutralise(error),
+                        run_id,
+                        "yes" if intent else "",
+                        made,
+                        changed,
+                    )
+                )
+
+    _guard(body)
 
 
 @cli.command()

@@ -19,9 +19,10 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -37,7 +38,7 @@ from tenacity import (
 from importer.auth import TokenSource
 from importer.errors import AuthenticationFailed, PermissionDenied, RunAborted
 from importer.model import COLLECTION_PATH
-from importer.outcome import CREATED, FAILED, REJECTED, UNKNOWN, Outcome
+from importer.outcome import CREATED, FAILED, REJECTED, UNKNOWN, UPDATED, Outcome
 from importer.pacing import Pacer
 from importer.retry import RetryPolicy, parse_retry_after
 
@@ -69,6 +70,7 @@ class Classified:
     error_message: str = ""
     request_id: str = ""
     created_id: str = ""
+    payload: Any = field(default=None, repr=False, compare=False)  # a GET's parsed body
 
 
 def _error_fields(status: int, payload: Any, text: str) -> tuple[str, str]:
@@ -165,6 +167,7 @@ class GraphClient:
         *,
         policy: RetryPolicy | None = None,
         pacer: Pacer | None = None,
+        read_pacer: Pacer | None = None,
         concurrency: int = 4,
         request_timeout: float = 60.0,
     ) -> None:
@@ -175,6 +178,7 @@ class GraphClient:
         self.pacer = pacer or Pacer(clock=self.policy.clock, sleep=self.policy.sleep)
         self.concurrency = concurrency
         self.request_timeout = request_timeout
+        self.read_pacer = read_pacer or Pacer(clock=self.policy.clock, sleep=self.policy.sleep)
         self.stats = ClientStats()
         self._session: aiohttp.ClientSession | None = None
 
@@ -199,20 +203,23 @@ class GraphClient:
             await self._session.close()
             self._session = None
 
-    async def _exchange(self, url: str, data: bytes, token: str) -> _Answer | Classified:
-        """Send one POST; an answer, or the verdict on a transport failure."""
+    async def _exchange(
+        self, url: str, data: bytes | None, token: str, method: str = "POST"
+    ) -> _Answer | Classified:
+        """Send one request; an answer, or the verdict on a transport failure."""
         assert self._session is not None, "use GraphClient as an async context manager"
         client_request_id = str(uuid.uuid4())
         headers = {
             "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json",
             "client-request-id": client_request_id,
             "return-client-request-id": "true",
         }
+        if data is not None:
+            headers["Content-Type"] = "application/json"
         self.stats.requests += 1
         try:
-            async with self._session.post(
-                url, data=data, headers=headers, allow_redirects=False
+            async with self._session.request(
+                method, url, data=data, headers=headers, allow_redirects=False
             ) as response:
                 text = await response.text()
                 try:
@@ -221,7 +228,8 @@ class GraphClient:
                     payload = None
                 if response.status >= 300:
                     log.info(
-                        "POST answered %s (client-request-id %s, request-id %s, diag %s)",
+                        "%s answered %s (client-request-id %s, request-id %s, diag %s)",
+                        method,
                         response.status,
                         client_request_id,
                         response.headers.get("request-id", ""),
@@ -236,7 +244,7 @@ class GraphClient:
             return Classified(Verdict.RETRY, None, None, "ConnectionFailed", str(exc))
         except (TimeoutError, aiohttp.ClientError) as exc:
             kind = "Timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
-            log.info("no answer to POST (client-request-id %s): %s", client_request_id, kind)
+            log.info("no answer to %s (client-request-id %s): %s", method, client_request_id, kind)
             return Classified(
                 Verdict.UNKNOWN,
                 None,
@@ -245,20 +253,26 @@ class GraphClient:
                 f"request sent but no answer ({exc or kind}); the object may exist",
             )
 
-    async def _authorised(self, url: str, data: bytes) -> _Answer | Classified:
+    async def _authorised(
+        self,
+        url: str,
+        data: bytes | None,
+        method: str = "POST",
+        abort_on: frozenset[int] = ABORT_STATUSES,
+    ) -> _Answer | Classified:
         """One exchange, with the single token renewal a 401 allows; aborts on 403/404."""
         token = await self.tokens.token()
-        answer = await self._exchange(url, data, token)
+        answer = await self._exchange(url, data, token, method)
         if isinstance(answer, _Answer) and answer.status == 401:
             self.stats.token_refreshes += 1
             token = await self.tokens.refresh(token)
-            answer = await self._exchange(url, data, token)
+            answer = await self._exchange(url, data, token, method)
             if isinstance(answer, _Answer) and answer.status == 401:
                 code, message = _error_fields(401, answer.payload, answer.text)
                 raise AuthenticationFailed(
                     f"Graph rejected a freshly obtained token (401 {code}: {message})"
                 )
-        if isinstance(answer, _Answer) and answer.status in ABORT_STATUSES:
+        if isinstance(answer, _Answer) and answer.status in abort_on:
             self._abort(classify(answer.status, answer.headers, answer.payload, answer.text))
         return answer
 
@@ -425,3 +439,107 @@ class GraphClient:
             request_id=request_id,
         )
         return {i: results.get(i, missing) for i in items}
+
+    async def _with_retries(
+        self, once: Callable[[], Awaitable[Classified]]
+    ) -> tuple[Classified, int, bool]:
+        """Call ``once`` until it is not retryable: (last result, attempts, gave up)."""
+        attempts = 0
+        try:
+            async for attempt in self._retrying():
+                with attempt:
+                    if attempts:
+                        self.stats.retries += 1
+                    attempts += 1
+                    result = await once()
+                    if result.verdict is Verdict.RETRY:
+                        raise _Retryable(result)
+        except _Retryable as exc:
+            return exc.result, attempts, True
+        return result, attempts, False
+
+    async def update(self, object_id: str, body: Mapping[str, Any]) -> Outcome:
+        """PATCH a known object with ``body``; ``updated`` on 200/204."""
+        url = f"{self.collection_url}/{quote(object_id, safe='')}"
+        data = orjson.dumps(body)
+
+        async def once() -> Classified:
+            await self.pacer.wait()
+            self.stats.items += 1
+            answer = await self._authorised(url, data, "PATCH", frozenset({403}))
+            if not isinstance(answer, _Answer):
+                self._note([answer])
+                return answer
+            if answer.status in (200, 204):
+                result = Classified(
+                    Verdict.CREATED,
+                    answer.status,
+                    request_id=answer.headers.get("request-id", ""),
+                    created_id=object_id,
+                )
+            elif answer.status == 404:
+                result = Classified(
+                    Verdict.REJECTED,
+                    404,
+                    error_code="NotFound",
+                    error_message=f"object {object_id} no longer exists in Graph",
+                    request_id=answer.headers.get("request-id", ""),
+                )
+            else:
+                result = classify(answer.status, answer.headers, answer.payload, answer.text)
+            self._note([result])
+            return result
+
+        result, attempts, gave_up = await self._with_retries(once)
+        if gave_up:
+            return _gave_up(result, attempts)
+        outcome = _outcome(result, attempts)
+        return replace(outcome, status=UPDATED) if outcome.status == CREATED else outcome
+
+    async def find(self, thumbprint: str, device: str) -> Lookup:
+        """Look a row key up in Graph (``$filter`` on the thumbprint, every page)."""
+        literal = thumbprint.replace("'", "''")
+        url: str | None = f"{self.collection_url}?$filter=" + quote(
+            f"certificateThumbprint eq '{literal}'", safe=""
+        )
+        while url is not None:
+
+            async def once(page_url: str = url) -> Classified:
+                await self.read_pacer.wait()
+                answer = await self._authorised(page_url, None, "GET", frozenset())
+                if not isinstance(answer, _Answer):
+                    return answer
+                if answer.status == 200:
+                    return Classified(Verdict.CREATED, 200, payload=answer.payload)
+                result = classify(answer.status, answer.headers, answer.payload, answer.text)
+                if result.verdict is Verdict.RETRY and result.status == 429:
+                    self.stats.throttled += 1
+                    self.read_pacer.throttled(result.retry_after)
+                return result
+
+            result, _, gave_up = await self._with_retries(once)
+            payload = result.payload
+            if gave_up or result.verdict is not Verdict.CREATED or not isinstance(payload, dict):
+                reason = f"{result.status or ''} {result.error_code}: {result.error_message}"
+                return Lookup(found=False, supported=False, reason=reason.strip())
+            for item in payload.get("value") or []:
+                if (
+                    isinstance(item, dict)
+                    and str(item.get("certificateThumbprint", "")).upper() == thumbprint
+                    and (item.get("managedDeviceDisplayName") or "") == device
+                    and item.get("id")
+                ):
+                    return Lookup(found=True, supported=True, object_id=str(item["id"]))
+            next_link = payload.get("@odata.nextLink")
+            url = next_link if isinstance(next_link, str) and next_link else None
+        return Lookup(found=False, supported=True)
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The answer to "does this key exist in Graph?"."""
+
+    found: bool
+    supported: bool  # False: the target cannot answer (lookup refused or failed)
+    object_id: str = ""
+    reason: str = ""

@@ -91,6 +91,11 @@ class Settings:
     chunk_size: int = 50_000
     timezone: str = "UTC"
     out_dir: str = ""
+    state_dir: str = ""  # journal directory; default ~/.local/state/certimport
+    update: bool = False  # PATCH rows whose body changed since they were created
+    reconcile: str = "lookup"  # lookup | repost: what to do when a lookup is not possible
+    reconcile_delay: float = 2.0  # seconds before looking up a row whose answer was lost
+    shrink_guard: float = 0.5  # refuse an input smaller than this share of the last run
 
     @property
     def graph_root(self) -> str:
@@ -133,6 +138,11 @@ _KEYS: dict[str, tuple[str, type]] = {
     "request_timeout": ("run", float),
     "chunk_size": ("run", int),
     "out_dir": ("run", str),
+    "state_dir": ("journal", str),
+    "update": ("journal", bool),
+    "reconcile": ("journal", str),
+    "reconcile_delay": ("journal", float),
+    "shrink_guard": ("journal", float),
     "timezone": ("input", str),
 }
 # The TOML key where it differs from the setting's name.
@@ -255,6 +265,12 @@ def _check(values: dict[str, Any], problems: list[str]) -> None:
                 values[key] = RateLimit.parse(values[key])
             except ValueError as exc:
                 problems.append(f"{key}: {exc}")
+    if values.get("reconcile", "lookup") not in ("lookup", "repost"):
+        problems.append(f"reconcile must be lookup or repost, got {values['reconcile']!r}")
+    if not 0 <= values.get("shrink_guard", 0.5) <= 1:
+        problems.append(f"shrink_guard must be between 0 and 1, got {values['shrink_guard']}")
+    if values.get("reconcile_delay", 0) < 0:
+        problems.append("reconcile_delay must not be negative")
     for key in ("retry_deadline", "request_timeout"):
         if key in values and not values[key] > 0:
             problems.append(f"{key} must be a positive number of seconds, got {values[key]}")

@@ -32,3 +32,15 @@ def build_bodies(values: pd.DataFrame, rows: np.ndarray) -> list[dict[str, Any]]
 def row_key(body: dict[str, Any]) -> tuple[str, str]:
     """The row key of a body: (thumbprint, device display name)."""
     return body[THUMBPRINT], body.get(DEVICE, "")
+
+
+def body_hashes(values: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """A stable 64-bit hash of each body at ``rows`` (journal change detection), per chunk.
+
+    Absent columns hash like empty cells, so adding an empty optional column changes nothing.
+    """
+    frame = values.iloc[rows]
+    empty = pd.Series("", index=frame.index, dtype=object)
+    parts = [frame[p].astype(object) if p in frame.columns else empty for p in PROPERTIES]
+    joined = parts[0].str.cat(pd.concat(parts[1:], axis=1), sep="\x1f")
+    return pd.util.hash_array(joined.to_numpy(dtype=object)).view(np.int64)

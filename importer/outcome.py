@@ -8,8 +8,12 @@ CREATED = "created"  # Graph answered 201; ``id`` is the new object's id
 REJECTED = "rejected"  # invalid in the file, or refused by Graph with a 4xx: fix the row
 FAILED = "failed"  # not created: retries exhausted, or never sent (run aborted/interrupted)
 UNKNOWN = "unknown"  # sent, but no answer: it may or may not exist in Graph
-VALID = "valid"  # validate / dry-run: would be sent
-STATUSES = (CREATED, REJECTED, FAILED, UNKNOWN, VALID)
+VALID = "valid"  # validate / dry-run / plan: would be sent
+SKIPPED = "skipped"  # already created with the same body (journal): not sent
+CHANGED = "changed"  # already created with another body: not sent (``--update`` PATCHes it)
+UPDATED = "updated"  # PATCHed to the id the journal knows
+STATUSES = (CREATED, UPDATED, SKIPPED, CHANGED, REJECTED, FAILED, UNKNOWN, VALID)
+DONE = frozenset({CREATED, UPDATED, SKIPPED})  # nothing left to do for the row
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,4 +31,4 @@ class Outcome:
     @property
     def done(self) -> bool:
         """True when the record is in Graph (nothing left to do for it)."""
-        return self.status == CREATED
+        return self.status in DONE

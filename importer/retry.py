@@ -58,7 +58,8 @@ class RetryPolicy:
         Never zero: a missing or zero ``Retry-After`` must not turn into a tight retry loop.
         """
         ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
-        return max(self.backoff_base / 4, self.rng.uniform(0, ceiling))
+        floor = min(self.backoff_base / 4, ceiling)
+        return float(max(floor, self.rng.uniform(0, ceiling)))
 
     def wait_for(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait before retry ``attempt``: the server's word, else backoff."""

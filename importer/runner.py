@@ -1,9 +1,12 @@
-"""The pipeline, in one direction: read → validate → build bodies → post → report.
+"""The pipeline, in one direction: read → validate → decide → send → journal → report.
 
 A ``run`` reads the file twice: a first pass validates everything (so that an unreadable file,
 or ``--strict`` with bad rows, posts nothing, and every problem is reported before any traffic),
-a second pass streams the valid rows to the worker pool. Outcomes are written in input order,
-chunk by chunk, as soon as a chunk is complete, so memory stays flat for any file size.
+a second pass streams the rows to the worker pool. For each valid row the journal decides:
+new → create; created with the same body → skipped; created with another body → changed
+(PATCHed with ``--update``); in doubt (a send whose answer was lost, or a crash mid-send) →
+looked up in Graph first. A row's intent is durable before it is sent, its outcome before the
+report claims it. Outcomes are written in input order, chunk by chunk, so memory stays flat.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -24,17 +27,33 @@ from importer import errors
 from importer.client import GraphClient
 from importer.config import Settings
 from importer.errors import InputError, RunAborted
-from importer.mapping import build_bodies
+from importer.journal import Entry, Journal, Record, row_key
+from importer.mapping import body_hashes, build_bodies
 from importer.model import DEVICE, THUMBPRINT
-from importer.outcome import FAILED, REJECTED, STATUSES, VALID, Outcome
-from importer.report import ReportWriter
+from importer.outcome import (
+    CHANGED,
+    CREATED,
+    DONE,
+    FAILED,
+    REJECTED,
+    SKIPPED,
+    STATUSES,
+    UNKNOWN,
+    VALID,
+    Outcome,
+)
+from importer.report import ERROR_COLUMN, ReportWriter
 from importer.schema import ValidatedChunk, Validator
 from importer.source import CsvSource, file_sha256
 
 log = logging.getLogger("importer.runner")
 
-Mode = Literal["validate", "dry-run", "run"]
+Mode = Literal["validate", "dry-run", "plan", "run"]
 Say = Callable[[str], None]
+# Rows a ``retry`` re-sends from a failed.csv: those whose import_error starts with these.
+RETRY_STATUSES = (FAILED, UNKNOWN)
+INTENT_GROUP = 256  # intents made durable together, just before their rows are queued
+RECONCILE_ROUNDS = 3  # lookup → re-post cycles for a row whose answers keep getting lost
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,8 @@ class RunRequest:
     mode: Mode = "run"
     strict: bool = False
     show_errors: int = 100  # problems echoed to the console; all are in the reports (0 = all)
+    allow_shrink: bool = False
+    only_statuses: tuple[str, ...] = ()  # retry: only failed.csv rows with these statuses
 
 
 @dataclass
@@ -56,12 +77,15 @@ class RunSummary:
     input_sha256: str
     mode: Mode
     out_dir: str
+    run_id: str = ""
     target: str = ""
+    journal: str = ""
     started: str = ""
     finished: str = ""
     duration_seconds: float = 0.0
     records: int = 0
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    reconciled: int = 0
     requests: int = 0
     throttled: int = 0
     retries: int = 0
@@ -120,20 +144,39 @@ class _Pending:
     remaining: int
 
 
-def _validated(source: CsvSource, validator: Validator) -> Iterator[ValidatedChunk]:
-    for chunk in source.chunks():
-        yield validator.validate(chunk)
+@dataclass
+class _Job:
+    """One row to send: create, update (PATCH) or reconcile (look up, then create)."""
+
+    slot: _Pending
+    pos: int
+    body: dict[str, Any]
+    key: str
+    thumbprint: str
+    device: str
+    body_hash: int
+    kind: Literal["create", "update", "reconcile"] = "create"
+    graph_id: str = ""
 
 
 class Runner:
     """Runs one request against one settings object; ``stop()`` asks it to wind down."""
 
-    def __init__(self, settings: Settings, request: RunRequest, *, say: Say) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        request: RunRequest,
+        *,
+        say: Say,
+        journal: Journal | None = None,
+    ) -> None:
         self.settings = settings
         self.request = request
         self.say = say
+        self.journal = journal
         self.stopping = False
         self.abort: RunAborted | None = None
+        self.reconciled = 0
 
     def stop(self) -> None:
         """Stop sending: in-flight requests finish, the rest are reported as not sent."""
@@ -141,19 +184,62 @@ class Runner:
             self.say("stopping: finishing requests in flight, then writing the reports")
         self.stopping = True
 
+    def _source(self) -> CsvSource:
+        return CsvSource(self.request.path, chunk_size=self.settings.chunk_size)
+
+    def _validator(self, source: CsvSource) -> Validator:
+        return Validator(source.header, timezone=self.settings.timezone)
+
+    def _validated(self, source: CsvSource) -> Iterator[ValidatedChunk]:
+        validator = self._validator(source)
+        selected = self._selector(source)
+        for chunk in source.chunks():
+            if selected is not None:
+                keep = selected(chunk.raw)
+                if not keep.any():
+                    continue
+                chunk = replace(
+                    chunk, raw=chunk.raw.loc[keep].reset_index(drop=True), lines=chunk.lines[keep]
+                )
+            yield validator.validate(chunk)
+
+    def _selector(self, source: CsvSource) -> Callable[[Any], np.ndarray] | None:
+        """For ``retry``: keep only failed.csv rows whose import_error has a retry status."""
+        wanted = self.request.only_statuses
+        if not wanted:
+            return None
+        column = next(
+            (n for n in source.header.names if n.strip().casefold() == ERROR_COLUMN), None
+        )
+        if column is None:
+            raise InputError(
+                self.request.path,
+                f"has no {ERROR_COLUMN} column: retry needs the failed.csv of a run",
+                line=1,
+            )
+        prefixes = tuple(f"{status}:" for status in wanted)
+
+        def select(raw: Any) -> np.ndarray:
+            return np.asarray(raw[column].str.startswith(prefixes).to_numpy(), dtype=bool)
+
+        return select
+
     async def execute(self, client: GraphClient | None = None) -> RunSummary:
-        """Validate (and in run mode post) the file; write the reports; return the summary."""
+        """Validate, and in run mode send, the file; write the reports; return the summary."""
         request = self.request
         settings = self.settings
         started = datetime.now(UTC)
         clock = time.monotonic()
-        source = CsvSource(request.path, chunk_size=settings.chunk_size)
+        source = self._source()
+        run_id = started.strftime("%Y%m%dT%H%M%S.%fZ")
         summary = RunSummary(
             input=str(Path(request.path).resolve()),
             input_sha256=file_sha256(request.path),
             mode=request.mode,
             out_dir=str(request.out_dir),
-            target=settings.collection_url if request.mode == "run" else "",
+            run_id=run_id,
+            target=settings.collection_url if request.mode in ("run", "plan") else "",
+            journal=str(self.journal.path) if self.journal else "",
             started=started.isoformat(),
         )
         if source.header.extras:
@@ -164,46 +250,68 @@ class Runner:
             summary.warnings.append(warning)
             self.say(f"warning: {warning}")
         problems = _Problems(request.path, self.say, request.show_errors)
-        refuse = False
+        refuse = ""
         if request.mode == "run":
             records, invalid = await asyncio.to_thread(self._scan, source, problems)
             if not records:
                 raise InputError(request.path, "no data rows after the header")
-            refuse = request.strict and invalid > 0
-            if refuse:
-                summary.stopped = f"--strict: {invalid} invalid row(s), nothing was posted"
+            if request.strict and invalid:
+                refuse = f"--strict: {invalid} invalid row(s), nothing was posted"
+            self._guard_shrink(summary.input, records)
         writer = ReportWriter(request.out_dir, source.header.names)
         counts: Counter[str] = Counter()
+        if self.journal is not None and request.mode == "run":
+            self.journal.start_run(summary.input, summary.input_sha256, "run", summary.started)
         try:
             if request.mode == "run" and not refuse:
                 assert client is not None, "run mode needs a client"
-                await self._post(source, client, writer, counts)
+                await self._send(source, client, writer, counts)
                 summary.requests = client.stats.requests
                 summary.throttled = client.stats.throttled
                 summary.retries = client.stats.retries
             else:
                 report = None if request.mode == "run" else problems
-                await asyncio.to_thread(self._write_unposted, source, writer, counts, report)
+                await asyncio.to_thread(self._write_unsent, source, writer, counts, report)
                 if not sum(counts.values()):
                     raise InputError(request.path, "no data rows after the header")
         except BaseException:
             writer.discard()
             raise
         problems.close(request.out_dir)
-        finished = datetime.now(UTC)
-        summary.finished = finished.isoformat()
+        summary.finished = datetime.now(UTC).isoformat()
         summary.duration_seconds = round(time.monotonic() - clock, 3)
         summary.records = sum(counts.values())
         summary.counts.update(counts)
-        done = summary.counts["created"] if request.mode == "run" else summary.counts[VALID]
+        summary.reconciled = self.reconciled
+        done = sum(summary.counts[s] for s in DONE) if request.mode == "run" else counts[VALID]
         summary.rows_per_second = round(done / max(summary.duration_seconds, 1e-9), 1)
         if self.abort is not None:
             summary.stopped = str(self.abort)
         elif self.stopping:
             summary.stopped = "interrupted"
-        summary.exit_code = self._exit_code(summary, refuse)
+        elif refuse:
+            summary.stopped = refuse
+        summary.exit_code = self._exit_code(summary, bool(refuse))
+        if self.journal is not None and request.mode == "run":
+            self.journal.finish_run(
+                summary.records, summary.exit_code, summary.out_dir, dict(counts)
+            )
         writer.publish(summary.as_dict())
         return summary
+
+    def _guard_shrink(self, source: str, records: int) -> None:
+        """Refuse an input far smaller than the last completed run of the same file."""
+        if self.journal is None or self.request.allow_shrink or self.request.only_statuses:
+            return
+        last = self.journal.last_run(source)
+        if last and last["records"] and records < last["records"] * self.settings.shrink_guard:
+            raise InputError(
+                self.request.path,
+                f"has {records} rows, fewer than {self.settings.shrink_guard:.0%} of the "
+                f"{last['records']} of the last run (finished {last['finished']}); "
+                "a truncated export?",
+                hint="pass --allow-shrink if the inventory really shrank",
+            )
 
     def _exit_code(self, summary: RunSummary, refused: bool) -> int:
         if self.abort is not None:
@@ -212,41 +320,50 @@ class Runner:
             return errors.EXIT_INTERRUPTED
         if refused:
             return errors.EXIT_USAGE
-        good = "created" if summary.mode == "run" else VALID
-        return errors.EXIT_OK if summary.counts[good] == summary.records else errors.EXIT_INCOMPLETE
+        if summary.mode == "run":
+            done = sum(summary.counts[s] for s in DONE)
+        else:
+            done = summary.counts[VALID] + summary.counts[SKIPPED]
+        return errors.EXIT_OK if done == summary.records else errors.EXIT_INCOMPLETE
 
     def _scan(self, source: CsvSource, problems: _Problems) -> tuple[int, int]:
-        validator = Validator(source.header, timezone=self.settings.timezone)
         records = invalid = 0
-        for vc in _validated(source, validator):
+        for vc in self._validated(source):
             records += len(vc.valid)
             invalid += len(vc.problems)
             problems.report(vc)
         return records, invalid
 
-    def _write_unposted(
+    def _write_unsent(
         self,
         source: CsvSource,
         writer: ReportWriter,
         counts: Counter[str],
         problems: _Problems | None,
     ) -> None:
-        """validate / dry-run / strict refusal: outcomes without any request."""
-        validator = Validator(source.header, timezone=self.settings.timezone)
+        """validate / dry-run / plan / strict refusal: outcomes without any request."""
         valid = Outcome(VALID)
-        for vc in _validated(source, validator):
+        for vc in self._validated(source):
             if problems is not None:
                 problems.report(vc)
-            if self.request.mode == "dry-run":
-                build_bodies(vc.values, np.flatnonzero(vc.valid))
-            outcomes = [
+            outcomes: list[Outcome] = [
                 _rejection(vc, pos) if pos in vc.problems else valid for pos in range(len(vc.valid))
             ]
+            if self.request.mode in ("dry-run", "plan"):
+                rows = np.flatnonzero(vc.valid)
+                bodies = build_bodies(vc.values, rows)
+                if self.request.mode == "plan" and self.journal is not None:
+                    for job in self._decide(vc, rows, bodies, outcomes, None):
+                        verdict = "would be looked up first" if job.kind == "reconcile" else ""
+                        outcomes[job.pos] = Outcome(VALID, id=job.graph_id, error_message=verdict)
             self._write(writer, vc, outcomes, counts)
 
-    @staticmethod
     def _write(
-        writer: ReportWriter, vc: ValidatedChunk, outcomes: list[Outcome], counts: Counter[str]
+        self,
+        writer: ReportWriter,
+        vc: ValidatedChunk,
+        outcomes: list[Outcome],
+        counts: Counter[str],
     ) -> None:
         devices = vc.values[DEVICE].tolist() if DEVICE in vc.values else [""] * len(outcomes)
         writer.write(
@@ -254,72 +371,199 @@ class Runner:
         )
         counts.update(o.status for o in outcomes)
 
+    def _decide(
+        self,
+        vc: ValidatedChunk,
+        rows: np.ndarray,
+        bodies: list[dict[str, Any]],
+        outcomes: list[Outcome | None] | list[Outcome],
+        slot: _Pending | None,
+    ) -> list[_Job]:
+        """Settle skipped/changed rows in ``outcomes``; return the rows that need sending."""
+        thumbs = vc.values[THUMBPRINT].iloc[rows].tolist()
+        devices = vc.values[DEVICE].iloc[rows].tolist() if DEVICE in vc.values else [""] * len(rows)
+        keys = [row_key(t, d) for t, d in zip(thumbs, devices, strict=True)]
+        hashes = body_hashes(vc.values, rows).tolist()
+        known: dict[str, Entry] = self.journal.lookup(keys) if self.journal else {}
+        jobs: list[_Job] = []
+        placeholder = slot or _Pending(vc, [], 0)
+        for pos, body, key, thumb, device, body_hash in zip(
+            rows.tolist(), bodies, keys, thumbs, devices, hashes, strict=True
+        ):
+            job = _Job(placeholder, pos, body, key, thumb, device, body_hash)
+            entry = known.get(key)
+            if entry is None:
+                jobs.append(job)
+            elif entry.in_doubt:
+                job.kind = "reconcile"
+                jobs.append(job)
+            elif entry.status in (CREATED, "updated"):
+                if entry.body_hash == body_hash:
+                    outcomes[pos] = Outcome(SKIPPED, id=entry.graph_id)
+                elif self.settings.update:
+                    job.kind, job.graph_id = "update", entry.graph_id
+                    jobs.append(job)
+                else:
+                    outcomes[pos] = Outcome(
+                        CHANGED,
+                        id=entry.graph_id,
+                        error_code="Changed",
+                        error_message="created earlier with other values; --update applies them",
+                    )
+            else:
+                jobs.append(job)
+        return jobs
+
     def _not_sent(self) -> Outcome:
         reason = f"run aborted: {self.abort}" if self.abort else "run interrupted before sending"
         return Outcome(FAILED, error_code="NotSent", error_message=reason)
 
-    async def _post(
+    async def _run_job(self, client: GraphClient, job: _Job) -> Outcome:
+        """Send one row, looking it up first (and after a lost answer) where in doubt."""
+        if job.kind == "update":
+            return await client.update(job.graph_id, job.body)
+        outcome: Outcome | None = None
+        rounds = 0
+        reconcile = job.kind == "reconcile"
+        while rounds < RECONCILE_ROUNDS:
+            if reconcile:
+                if self.settings.reconcile_delay:
+                    await client.policy.sleep(self.settings.reconcile_delay)
+                lookup = await client.find(job.thumbprint, job.device)
+                if lookup.found:
+                    self.reconciled += 1
+                    return Outcome(
+                        CREATED,
+                        id=lookup.object_id,
+                        error_message="reconciled: found in Graph after a lost answer",
+                        attempts=outcome.attempts if outcome else 0,
+                    )
+                if not lookup.supported and self.settings.reconcile != "repost":
+                    return outcome or Outcome(
+                        UNKNOWN,
+                        error_code="LookupUnavailable",
+                        error_message=f"may exist in Graph; the lookup failed ({lookup.reason}); "
+                        "check in Intune, or set reconcile = repost",
+                    )
+            rounds += 1
+            sent = await client.create(job.body)
+            if outcome is not None:
+                sent = replace(sent, attempts=sent.attempts + outcome.attempts)
+            outcome = sent
+            if outcome.status != UNKNOWN:
+                return outcome
+            reconcile = True
+        assert outcome is not None
+        return outcome
+
+    async def _send(
         self, source: CsvSource, client: GraphClient, writer: ReportWriter, counts: Counter[str]
     ) -> None:
-        validator = Validator(source.header, timezone=self.settings.timezone)
         concurrency = self.settings.concurrency
-        queue: asyncio.Queue[tuple[_Pending, int, dict[str, Any]] | None] = asyncio.Queue(
-            maxsize=concurrency * 4
-        )
+        queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=concurrency * 4)
         pending: deque[_Pending] = deque()
+        journal = self.journal
 
         def flush() -> None:
             while pending and pending[0].remaining == 0:
                 done = pending.popleft()
+                if journal is not None:
+                    journal.commit()  # outcomes are durable before the report claims them
                 outcomes = [o for o in done.outcomes if o is not None]
                 self._write(writer, done.vc, outcomes, counts)
+
+        def settle(job: _Job, outcome: Outcome) -> None:
+            job.slot.outcomes[job.pos] = outcome
+            job.slot.remaining -= 1
+            if journal is None:
+                return
+            if outcome.error_code == "NotSent":
+                journal.abandon([job.key])
+                return
+            journal.record(
+                Record(
+                    job.key,
+                    job.thumbprint,
+                    job.device,
+                    job.body_hash,
+                    outcome.status,
+                    outcome.id,
+                    outcome.attempts,
+                    f"{outcome.error_code}: {outcome.error_message}" if outcome.error_code else "",
+                )
+            )
+
+        async def handle(jobs: list[_Job]) -> None:
+            if self.stopping or self.abort is not None:
+                for job in jobs:
+                    settle(job, self._not_sent())
+                return
+            try:
+                if len(jobs) > 1:
+                    outcomes = await client.create_batch([job.body for job in jobs])
+                    lost = [
+                        (j, o) for j, o in zip(jobs, outcomes, strict=True) if o.status == UNKNOWN
+                    ]
+                    for job, outcome in zip(jobs, outcomes, strict=True):
+                        if outcome.status != UNKNOWN:
+                            settle(job, outcome)
+                    for job, _ in lost:
+                        job.kind = "reconcile"
+                        settle(job, await self._run_job(client, job))
+                else:
+                    settle(jobs[0], await self._run_job(client, jobs[0]))
+            except RunAborted as exc:
+                if self.abort is None:
+                    self.abort = exc
+                    self.say(f"error: {exc}")
+                for job in jobs:
+                    if job.slot.outcomes[job.pos] is None:
+                        settle(
+                            job, Outcome(FAILED, error_code="RunAborted", error_message=str(exc))
+                        )
 
         async def worker() -> None:
             batch = self.settings.batch
             finished = False
             while not finished:
-                item = await queue.get()
-                if item is None:
+                job = await queue.get()
+                if job is None:
                     return
-                items = [item]
-                while len(items) < batch and not queue.empty():
+                jobs = [job]
+                while job.kind == "create" and len(jobs) < batch and not queue.empty():
                     extra = queue.get_nowait()
                     if extra is None:
                         finished = True
                         break
-                    items.append(extra)
-                if self.stopping or self.abort is not None:
-                    outcomes = [self._not_sent()] * len(items)
-                else:
-                    try:
-                        outcomes = await client.create_batch([body for _, _, body in items])
-                    except RunAborted as exc:
-                        if self.abort is None:
-                            self.abort = exc
-                            self.say(f"error: {exc}")
-                        failed = Outcome(FAILED, error_code="RunAborted", error_message=str(exc))
-                        outcomes = [failed] * len(items)
-                for (slot, pos, _), outcome in zip(items, outcomes, strict=True):
-                    slot.outcomes[pos] = outcome
-                    slot.remaining -= 1
+                    if extra.kind != "create":
+                        await handle([extra])
+                        continue
+                    jobs.append(extra)
+                await handle(jobs)
                 flush()
 
         async def produce() -> None:
-            chunks = _validated(source, validator)
+            chunks = self._validated(source)
             while (vc := await asyncio.to_thread(next, chunks, None)) is not None:
                 rows = np.flatnonzero(vc.valid)
-                slot = _Pending(
-                    vc,
-                    [
-                        _rejection(vc, pos) if pos in vc.problems else None
-                        for pos in range(len(vc.valid))
-                    ],
-                    len(rows),
-                )
-                pending.append(slot)
+                slot = _Pending(vc, [None] * len(vc.valid), len(vc.valid))
+                for pos in vc.problems:
+                    slot.outcomes[pos] = _rejection(vc, pos)
                 bodies = build_bodies(vc.values, rows)
-                for pos, body in zip(rows.tolist(), bodies, strict=True):
-                    await queue.put((slot, pos, body))
+                jobs = self._decide(vc, rows, bodies, slot.outcomes, slot)
+                slot.remaining = len(jobs)
+                pending.append(slot)
+                for start in range(0, len(jobs), INTENT_GROUP):
+                    group = jobs[start : start + INTENT_GROUP]
+                    if self.stopping or self.abort is not None:
+                        for job in group:
+                            job.slot.outcomes[job.pos] = self._not_sent()
+                            job.slot.remaining -= 1
+                        continue
+                    if journal is not None:
+                        journal.intend((j.key, j.thumbprint, j.device, j.body_hash) for j in group)
+                    for job in group:
+                        await queue.put(job)
                 flush()
             for _ in range(concurrency):
                 await queue.put(None)
@@ -329,3 +573,5 @@ class Runner:
                 group.create_task(worker())
             group.create_task(produce())
         flush()
+        if journal is not None:
+            journal.commit()

@@ -158,6 +158,8 @@ def graph(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[ThreadedE
     monkeypatch.setenv("CERTIMPORT_AUTH_METHOD", "static")
     monkeypatch.setenv("CERTIMPORT_ACCESS_TOKEN", STATIC_TOKEN)
     monkeypatch.setenv("CERTIMPORT_MAX_ATTEMPTS", "4")
+    monkeypatch.setenv("CERTIMPORT_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("CERTIMPORT_RECONCILE_DELAY", "0")
     monkeypatch.setenv("CERTIMPORT_RATE_LIMIT", "0")  # tests that pace set their own
     try:
         yield threaded

@@ -150,15 +150,29 @@ def test_config_problems_are_reported_together(graph, tmp_path, monkeypatch):
     assert graph.stats()["requests"] == 0
 
 
-def test_dropped_connection_after_send_reports_unknown_without_a_second_post(graph, tmp_path):
+def test_dropped_connection_after_send_is_reconciled_not_posted_twice(graph, tmp_path):
     path = write_inventory(tmp_path / "inv.csv", [row(1), row(2)])
     graph.call(graph.emulator.script, [{"action": "created_drop", "thumbprint": thumb(2)}])
-    code, _, _ = invoke("run", str(path), "--out", str(tmp_path / "o"))
-    assert code == 1
+    code, stdout, _ = invoke("run", str(path), "--out", str(tmp_path / "o"))
+    assert code == 0
     results = read_results(tmp_path / "o")
-    assert [r["status"] for r in results] == ["created", "unknown"]
+    assert [r["status"] for r in results] == ["created", "created"]
+    assert results[1]["error_message"].startswith("reconciled")
+    records = graph.records()
+    assert len(records) == 2
+    assert results[1]["id"] in {r["id"] for r in records}
+    assert graph.stats()["posts"] == 2  # the lost answer was looked up, not posted again
+    assert "reconciled 1" in stdout
+
+
+def test_dropped_connection_before_create_is_posted_again_after_the_lookup(graph, tmp_path):
+    path = write_inventory(tmp_path / "inv.csv", [row(1)])
+    graph.call(graph.emulator.script, [{"action": "drop", "thumbprint": thumb(1)}])
+    code, _, _ = invoke("run", str(path), "--out", str(tmp_path / "o"))
+    assert code == 0
     assert graph.stats()["posts"] == 2
-    assert len(graph.records()) == 2
+    assert len(graph.records()) == 1
+    assert read_results(tmp_path / "o")[0]["attempts"] == "2"
 
 
 def test_reports_are_private(graph, tmp_path):

@@ -1,0 +1,401 @@
+"""The journal: what has been sent to one Graph target, kept in SQLite so runs can resume.
+
+One database file per target (Graph root + tenant), under the state directory. For each row key
+(thumbprint + device name) it keeps the hash of the body last sent, the last known status, the
+created id, attempts, the last error and the run that touched it. Before a row is sent its
+*intent* is committed, so that a crash between send and answer leaves a trace the next run
+reconciles (looks the key up in Graph) instead of posting blindly. Outcomes are committed in
+small groups, always before a report claims them.
+
+A lock file next to the database (``flock``, released by the kernel when the holder dies, even
+by ``kill -9``) keeps a second run of the same target out, and says who holds it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from importer.errors import UsageError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rows (
+    key TEXT PRIMARY KEY,
+    thumbprint TEXT NOT NULL,
+    device TEXT NOT NULL,
+    body_hash INTEGER,
+    status TEXT NOT NULL,
+    graph_id TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    run_id TEXT NOT NULL,
+    intent_run TEXT,
+    intent_hash INTEGER,
+    intent_at TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rows_intent ON rows (intent_run) WHERE intent_run IS NOT NULL;
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    source_sha256 TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    started TEXT NOT NULL,
+    finished TEXT,
+    records INTEGER,
+    exit_code INTEGER,
+    out_dir TEXT,
+    counts TEXT
+);
+"""
+# Statuses kept per key. "intent" is kept apart (intent_* columns) so that the last known
+# outcome survives a send that never returned.
+DONE_STATUSES = ("created", "updated")
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/certimport``, else ``~/.local/state/certimport``."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
+    return Path(base) / "certimport"
+
+
+def target_name(graph_root: str, tenant: str) -> str:
+    """A file-name-safe name for a target (Graph root + tenant)."""
+    text = f"{graph_root.split('://', 1)[-1]}_{tenant or 'default'}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def row_key(thumbprint: str, device: str) -> str:
+    """The journal key of a row."""
+    return f"{thumbprint}\x1f{device}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the journal knows about one key."""
+
+    key: str
+    body_hash: int | None
+    status: str
+    graph_id: str
+    attempts: int
+    intent_run: str | None
+
+    @property
+    def in_doubt(self) -> bool:
+        """A send was started and its answer never recorded (a crash, or no answer)."""
+        return self.intent_run is not None or self.status == "unknown"
+
+
+@dataclass(frozen=True)
+class Record:
+    """An outcome to store for a key."""
+
+    key: str
+    thumbprint: str
+    device: str
+    body_hash: int
+    status: str
+    graph_id: str = ""
+    attempts: int = 0
+    last_error: str = ""
+
+
+class LockHeld(UsageError):
+    """Another run holds the journal of this target."""
+
+
+class JournalLock:
+    """An exclusive ``flock`` on ``<journal>.lock`` that names its holder."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[str] | None = None
+
+    def acquire(self, run_id: str) -> None:
+        """Take the lock or raise LockHeld naming the holder."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        handle = os.fdopen(fd, "r+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            try:
+                info = json.loads(holder)
+                who = f"pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}"
+            except ValueError:
+                who = "another process"
+            raise LockHeld(
+                f"another certimport run holds the journal {self.path.with_suffix('')}: {who}; "
+                "wait for it to finish (a lock left by a dead process is taken over)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(
+            json.dumps(
+                {"pid": os.getpid(), "host": socket.gethostname(), "started": _now(), "run": run_id}
+            )
+        )
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        """Drop the lock."""
+        if self._handle is not None:
+            self._handle.seek(0)
+            self._handle.truncate()
+            self._handle.flush()
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+class Journal:
+    """The SQLite journal of one target. Use as a context manager (locks and closes)."""
+
+    def __init__(self, path: Path, *, run_id: str, lock: bool = True) -> None:
+        self.path = path
+        self.run_id = run_id
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+        self._lock = JournalLock(path.with_name(path.name + ".lock")) if lock else None
+        self._db: sqlite3.Connection | None = None
+        self._pending: list[Record] = []
+        self._last_commit = time.monotonic()
+
+    @classmethod
+    def for_target(
+        cls, state_dir: Path, graph_root: str, tenant: str, *, run_id: str, lock: bool = True
+    ) -> Journal:
+        """The journal file of a target inside ``state_dir``."""
+        return cls(
+            state_dir / f"{target_name(graph_root, tenant)}.sqlite", run_id=run_id, lock=lock
+        )
+
+    def __enter__(self) -> Journal:
+        if self._lock is not None:
+            self._lock.acquire(self.run_id)
+        try:
+            self._open()
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _open(self) -> None:
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=10000")
+            db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(
+                f"journal {self.path} cannot be opened: {exc}; move it aside to start afresh"
+            ) from None
+        for suffix in ("-wal", "-shm"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                os.chmod(side, 0o600)
+        self._db = db
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The open connection."""
+        assert self._db is not None, "the journal is not open"
+        return self._db
+
+    def close(self) -> None:
+        """Commit what is pending, close the database and release the lock."""
+        if self._db is not None:
+            self.commit()
+            self._db.close()
+            self._db = None
+        if self._lock is not None:
+            self._lock.release()
+
+    # -- reading --------------------------------------------------------------------------
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, Entry]:
+        """Entries for the given keys (missing keys are absent from the result)."""
+        found: dict[str, Entry] = {}
+        step = 20_000
+        for start in range(0, len(keys), step):
+            cursor = self.db.execute(
+                "SELECT key, body_hash, status, graph_id, attempts, intent_run FROM rows "
+                "WHERE key IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(keys[start : start + step])),),
+            )
+            for key, body_hash, status, graph_id, attempts, intent in cursor:
+                found[key] = Entry(key, body_hash, status, graph_id, attempts, intent)
+        return found
+
+    def counts(self) -> dict[str, int]:
+        """Keys per status, and how many have an unresolved intent."""
+        result = dict(self.db.execute("SELECT status, COUNT(*) FROM rows GROUP BY status"))
+        result["in_doubt"] = self.db.execute(
+            "SELECT COUNT(*) FROM rows WHERE intent_run IS NOT NULL"
+        ).fetchone()[0]
+        return result
+
+    def iter_rows(self) -> Iterator[tuple[Any, ...]]:
+        """Every row, for export."""
+        yield from self.db.execute(
+            "SELECT thumbprint, device, status, graph_id, attempts, last_error, run_id, "
+            "intent_run, created_at, updated_at FROM rows ORDER BY created_at, key"
+        )
+
+    def last_run(self, source: str) -> dict[str, Any] | None:
+        """The last finished run of ``source`` that completed (exit 0 or 1)."""
+        row = self.db.execute(
+            "SELECT run_id, records, finished FROM runs WHERE source = ? AND mode = 'run' "
+            "AND exit_code IN (0, 1) ORDER BY finished DESC LIMIT 1",
+            (source,),
+        ).fetchone()
+        if row is None:
+            return None
+        return {"run_id": row[0], "records": row[1], "finished": row[2]}
+
+    def recent_runs(self, limit: int = 10) -> list[tuple[Any, ...]]:
+        """The latest runs, newest first."""
+        return list(
+            self.db.execute(
+                "SELECT run_id, mode, started, finished, records, exit_code, source FROM runs "
+                "ORDER BY started DESC LIMIT ?",
+                (limit,),
+            )
+        )
+
+    # -- writing --------------------------------------------------------------------------
+
+    def intend(self, items: Iterable[tuple[str, str, str, int]]) -> None:
+        """Durably record that these keys (key, thumbprint, device, body hash) are being sent."""
+        now = _now()
+        with self._transaction():
+            self.db.executemany(
+                "INSERT INTO rows (key, thumbprint, device, status, run_id, intent_run, "
+                "intent_hash, intent_at, created_at, updated_at) "
+                "VALUES (?, ?, ?, 'new', ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET intent_run = excluded.intent_run, "
+                "intent_hash = excluded.intent_hash, intent_at = excluded.intent_at",
+                [
+                    (key, thumb, device, self.run_id, self.run_id, body_hash, now, now, now)
+                    for key, thumb, device, body_hash in items
+                ],
+            )
+
+    def abandon(self, keys: Iterable[str]) -> None:
+        """Forget the intents of keys that were never sent (the run stopped first)."""
+        with self._transaction():
+            self.db.executemany(
+                "UPDATE rows SET intent_run = NULL, intent_hash = NULL, intent_at = NULL "
+                "WHERE key = ? AND intent_run = ?",
+                [(key, self.run_id) for key in keys],
+            )
+            self.db.execute("DELETE FROM rows WHERE status = 'new' AND intent_run IS NULL")
+
+    def record(self, record: Record) -> None:
+        """Queue an outcome; it is durable after the next :meth:`commit`."""
+        self._pending.append(record)
+        if len(self._pending) >= 256 or time.monotonic() - self._last_commit > 1.0:
+            self.commit()
+
+    def commit(self) -> None:
+        """Make every queued outcome durable."""
+        self._last_commit = time.monotonic()
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        now = _now()
+        with self._transaction():
+            self.db.executemany(
+                "INSERT INTO rows (key, thumbprint, device, body_hash, status, graph_id, "
+                "attempts, last_error, run_id, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET "
+                "body_hash = CASE WHEN excluded.status IN ('created', 'updated', 'unknown') "
+                "  THEN excluded.body_hash ELSE rows.body_hash END, "
+                "status = CASE WHEN rows.status IN ('created', 'updated') "
+                "  AND excluded.status NOT IN ('created', 'updated') "
+                "  THEN rows.status ELSE excluded.status END, "
+                "graph_id = CASE WHEN excluded.graph_id != '' THEN excluded.graph_id "
+                "  ELSE rows.graph_id END, "
+                "attempts = rows.attempts + excluded.attempts, "
+                "last_error = excluded.last_error, run_id = excluded.run_id, "
+                "intent_run = NULL, intent_hash = NULL, intent_at = NULL, "
+                "updated_at = excluded.updated_at",
+                [
+                    (
+                        r.key,
+                        r.thumbprint,
+                        r.device,
+                        r.body_hash,
+                        r.status,
+                        r.graph_id,
+                        r.attempts,
+                        r.last_error,
+                        self.run_id,
+                        now,
+                        now,
+                    )
+                    for r in pending
+                ],
+            )
+
+    def start_run(self, source: str, sha256: str, mode: str, started: str) -> None:
+        """Note the start of this run."""
+        with self._transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO runs (run_id, source, source_sha256, mode, started) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (self.run_id, source, sha256, mode, started),
+            )
+
+    def finish_run(
+        self, records: int, exit_code: int, out_dir: str, counts: dict[str, int]
+    ) -> None:
+        """Note the end of this run."""
+        self.commit()
+        with self._transaction():
+            self.db.execute(
+                "UPDATE runs SET finished = ?, records = ?, exit_code = ?, out_dir = ?, "
+                "counts = ? WHERE run_id = ?",
+                (_now(), records, exit_code, out_dir, json.dumps(counts), self.run_id),
+            )
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
