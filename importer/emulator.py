@@ -182,6 +182,8 @@ class EmulatorConfig:
     page_size: int = 100
     forbidden: bool = False
     """Answer every collection request with 403 ``Authorization_RequestDenied``."""
+    filter_supported: bool = True
+    """False: ``$filter`` on the collection answers 400, as a target without that support."""
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -232,7 +234,7 @@ def _config_problems(config: EmulatorConfig) -> list[str]:
         problems.append("identity_header must be a non-empty string")
     if not _is_int(config.page_size) or not 1 <= config.page_size <= MAX_PAGE_SIZE:
         problems.append(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
-    for name in ("count_throttled", "forbidden"):
+    for name in ("count_throttled", "forbidden", "filter_supported"):
         if not isinstance(getattr(config, name), bool):
             problems.append(f"{name} must be a boolean")
     return problems
@@ -1030,9 +1032,10 @@ class GraphEmulator:
             )
         return names
 
-    @staticmethod
-    def _conditions(op: _Op) -> list[tuple[str, str]]:
+    def _conditions(self, op: _Op) -> list[tuple[str, str]]:
         raw = op.query.get("$filter")
+        if raw is not None and not self.config.filter_supported:
+            raise _GraphError(400, "BadRequest", "Query option '$filter' is not supported.")
         return [] if raw is None else _parse_filter(raw)
 
     def _new_id(self) -> str:
