@@ -433,7 +433,12 @@ def _open_journal(config: str | None, state_dir: str | None) -> Journal:
 @click.option("--config", "config", metavar="FILE", help="TOML settings file.")
 @click.option("--state-dir", metavar="DIR", help="Journal directory [~/.local/state/certimport].")
 def journal_show(config: str | None, state_dir: str | None) -> None:
-    """Print the journal's file, counts per status and the latest runs."""
+    """Print the journal's file, counts per status and the latest runs.
+
+    \b
+    Example:
+      certimport journal show --config /etc/certimport.toml
+    """
 
     def body() -> None:
         with _open_journal(config, state_dir) as handle:
