@@ -367,10 +367,10 @@ def main() -> None:
         "--only",
         action="append",
         help="Run only these cases (repeatable).",
-        choices=["throttled", "latency", "cpu", "scale", "baselines"],
+        choices=["throttled", "latency", "cpu", "scale", "baselines", "rerun"],
     )
     args = parser.parse_args()
-    cases = set(args.only or ["throttled", "latency", "cpu", "scale", "baselines"])
+    cases = set(args.only or ["throttled", "latency", "cpu", "scale", "baselines", "rerun"])
     scale = 0.1 if args.quick else 1.0
     results: list[Result] = []
     notes: list[str] = []
@@ -480,6 +480,28 @@ def main() -> None:
                         else ""
                     )
                     results.append(sdk)
+            if "rerun" in cases:
+                rows = int(100_000 * scale)
+                path = generate(work / "rerun.csv", rows)
+                emulator.setup()
+                state = {"CERTIMPORT_STATE_DIR": str(work / "rerun-state")}
+                fast = ["--rate-limit", "0", "--batch", "20", "--concurrency", "8"]
+                certimport(
+                    "rerun: first import", ["run", str(path), *fast], rows, work, emulator, state
+                )
+                posts = emulator.stats()["posts"]
+                again = certimport(
+                    "rerun unchanged (journal)",
+                    ["run", str(path), *fast],
+                    rows,
+                    work,
+                    emulator,
+                    state,
+                )
+                again.lost = None
+                again.requests = emulator.stats()["posts"] - posts
+                again.note = f"{again.requests} POSTs on the rerun"
+                results.append(again)
         finally:
             emulator.close()
         if "scale" in cases:

@@ -18,6 +18,7 @@ from importer.retry import Clock, Sleep
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+HEADROOM = 0.99
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,9 @@ class Pacer:
         decrease: float = 0.7,
     ) -> None:
         self.limit = limit or RateLimit(0, 1.0)
-        self.ceiling = self.limit.per_second
+        # Aim 1% under the budget: arrival jitter at a sliding-window counter would otherwise
+        # turn an exact-rate sender into one that is over the limit now and then.
+        self.ceiling = self.limit.per_second * HEADROOM
         self.rate = self.ceiling
         self._floor = self.ceiling * floor
         self._decrease = decrease

@@ -11,7 +11,7 @@ from test_client import body, make_client
 
 from importer.emulator import EmulatorConfig, GraphEmulator
 from importer.outcome import CREATED, REJECTED, UNKNOWN
-from importer.pacing import Pacer, RateLimit
+from importer.pacing import HEADROOM, Pacer, RateLimit
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,7 @@ async def test_requests_are_spaced_evenly_with_no_initial_burst(clock: FakeClock
         await pacer.wait()
         starts.append(clock.now)
     gaps = [round(b - a, 6) for a, b in itertools.pairwise(starts)]
-    assert gaps == [0.2] * 9
+    assert gaps == [round(0.2 / HEADROOM, 6)] * 9
 
 
 async def test_concurrent_waiters_share_one_budget(clock: FakeClock):
@@ -49,27 +49,27 @@ async def test_batch_items_count_against_the_budget(clock: FakeClock):
     pacer = Pacer(RateLimit(20, 1.0), clock=clock, sleep=clock.sleep)
     await pacer.wait(20)
     await pacer.wait(20)
-    assert clock.now - 1000.0 == pytest.approx(1.0)
+    assert clock.now - 1000.0 == pytest.approx(1.0 / HEADROOM)
 
 
 async def test_a_429_pauses_everybody_and_lowers_then_restores_the_rate(clock: FakeClock):
     pacer = Pacer(RateLimit(100, 20.0), clock=clock, sleep=clock.sleep)
-    assert pacer.rate == pytest.approx(5.0)
+    assert pacer.rate == pytest.approx(5.0 * HEADROOM)
     pacer.throttled(3.0)
     assert pacer.remaining == pytest.approx(3.0)
-    assert pacer.rate == pytest.approx(3.5)
+    assert pacer.rate == pytest.approx(3.5 * HEADROOM)
     start = clock.now
     await pacer.wait()
     assert clock.now - start >= 3.0
     pacer.succeeded(1000)
-    assert pacer.rate == pytest.approx(5.0)
+    assert pacer.rate == pytest.approx(5.0 * HEADROOM)
 
 
 async def test_repeated_throttling_never_stops_sending(clock: FakeClock):
     pacer = Pacer(RateLimit(100, 20.0), clock=clock, sleep=clock.sleep)
     for _ in range(50):
         pacer.throttled(None)
-    assert pacer.rate == pytest.approx(0.5)  # the floor: 10% of the configured rate
+    assert pacer.rate == pytest.approx(0.5 * HEADROOM)  # the floor: 10% of the configured rate
 
 
 async def test_unlimited_pacer_does_not_wait(clock: FakeClock):
