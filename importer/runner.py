@@ -16,10 +16,11 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -47,6 +48,7 @@ from importer.schema import ValidatedChunk, Validator
 from importer.source import CsvSource, file_sha256
 
 log = logging.getLogger("importer.runner")
+T = TypeVar("T")
 
 Mode = Literal["validate", "dry-run", "plan", "run"]
 Say = Callable[[str], None]
@@ -177,6 +179,16 @@ class Runner:
         self.stopping = False
         self.abort: RunAborted | None = None
         self.reconciled = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="certimport-chunks")
+
+    async def _off_loop(self, func: Callable[..., T], *args: Any) -> T:
+        """Run chunk work (parsing, validation) off the event loop, always on the same thread.
+
+        One thread, not a pool: glibc gives every thread its own malloc arena, and chunk-sized
+        allocations spread over several arenas tripled the peak memory.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, func, *args)
 
     def stop(self) -> None:
         """Stop sending: in-flight requests finish, the rest are reported as not sent."""
@@ -226,6 +238,12 @@ class Runner:
 
     async def execute(self, client: GraphClient | None = None) -> RunSummary:
         """Validate, and in run mode send, the file; write the reports; return the summary."""
+        try:
+            return await self._execute(client)
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _execute(self, client: GraphClient | None) -> RunSummary:
         request = self.request
         settings = self.settings
         started = datetime.now(UTC)
@@ -252,7 +270,7 @@ class Runner:
         problems = _Problems(request.path, self.say, request.show_errors)
         refuse = ""
         if request.mode == "run":
-            records, invalid = await asyncio.to_thread(self._scan, source, problems)
+            records, invalid = await self._off_loop(self._scan, source, problems)
             if not records:
                 raise InputError(request.path, "no data rows after the header")
             if request.strict and invalid:
@@ -271,7 +289,7 @@ class Runner:
                 summary.retries = client.stats.retries
             else:
                 report = None if request.mode == "run" else problems
-                await asyncio.to_thread(self._write_unsent, source, writer, counts, report)
+                await self._off_loop(self._write_unsent, source, writer, counts, report)
                 if not sum(counts.values()):
                     raise InputError(request.path, "no data rows after the header")
         except BaseException:
@@ -349,13 +367,13 @@ class Runner:
             outcomes: list[Outcome] = [
                 _rejection(vc, pos) if pos in vc.problems else valid for pos in range(len(vc.valid))
             ]
-            if self.request.mode in ("dry-run", "plan"):
-                rows = np.flatnonzero(vc.valid)
-                bodies = build_bodies(vc.values, rows)
-                if self.request.mode == "plan" and self.journal is not None:
-                    for job in self._decide(vc, rows, bodies, outcomes, None):
-                        verdict = "would be looked up first" if job.kind == "reconcile" else ""
-                        outcomes[job.pos] = Outcome(VALID, id=job.graph_id, error_message=verdict)
+            rows = np.flatnonzero(vc.valid)
+            if self.request.mode == "dry-run":
+                build_bodies(vc.values, rows)
+            elif self.request.mode == "plan" and self.journal is not None:
+                for job in self._decide(vc, rows, outcomes, None):
+                    verdict = "would be looked up first" if job.kind == "reconcile" else ""
+                    outcomes[job.pos] = Outcome(VALID, id=job.graph_id, error_message=verdict)
             self._write(writer, vc, outcomes, counts)
 
     def _write(
@@ -375,11 +393,13 @@ class Runner:
         self,
         vc: ValidatedChunk,
         rows: np.ndarray,
-        bodies: list[dict[str, Any]],
         outcomes: list[Outcome | None] | list[Outcome],
         slot: _Pending | None,
     ) -> list[_Job]:
-        """Settle skipped/changed rows in ``outcomes``; return the rows that need sending."""
+        """Settle skipped/changed rows in ``outcomes``; return the rows that need sending.
+
+        The jobs' bodies are left empty: only rows that are sent need one (see ``_send``).
+        """
         thumbs = vc.values[THUMBPRINT].iloc[rows].tolist()
         devices = vc.values[DEVICE].iloc[rows].tolist() if DEVICE in vc.values else [""] * len(rows)
         keys = [row_key(t, d) for t, d in zip(thumbs, devices, strict=True)]
@@ -387,10 +407,10 @@ class Runner:
         known: dict[str, Entry] = self.journal.lookup(keys) if self.journal else {}
         jobs: list[_Job] = []
         placeholder = slot or _Pending(vc, [], 0)
-        for pos, body, key, thumb, device, body_hash in zip(
-            rows.tolist(), bodies, keys, thumbs, devices, hashes, strict=True
+        for pos, key, thumb, device, body_hash in zip(
+            rows.tolist(), keys, thumbs, devices, hashes, strict=True
         ):
-            job = _Job(placeholder, pos, body, key, thumb, device, body_hash)
+            job = _Job(placeholder, pos, {}, key, thumb, device, body_hash)
             entry = known.get(key)
             if entry is None:
                 jobs.append(job)
@@ -544,13 +564,15 @@ class Runner:
 
         async def produce() -> None:
             chunks = self._validated(source)
-            while (vc := await asyncio.to_thread(next, chunks, None)) is not None:
+            while (vc := await self._off_loop(next, chunks, None)) is not None:
                 rows = np.flatnonzero(vc.valid)
                 slot = _Pending(vc, [None] * len(vc.valid), len(vc.valid))
                 for pos in vc.problems:
                     slot.outcomes[pos] = _rejection(vc, pos)
-                bodies = build_bodies(vc.values, rows)
-                jobs = self._decide(vc, rows, bodies, slot.outcomes, slot)
+                jobs = self._decide(vc, rows, slot.outcomes, slot)
+                bodies = build_bodies(vc.values, np.array([job.pos for job in jobs], dtype=int))
+                for job, body in zip(jobs, bodies, strict=True):
+                    job.body = body
                 slot.remaining = len(jobs)
                 pending.append(slot)
                 for start in range(0, len(jobs), INTENT_GROUP):
