@@ -405,8 +405,24 @@ def main() -> None:
                     work,
                     emulator,
                 )
-                r.note = f"{r.rate / (64 / 0.05):.1%} of concurrency/latency (1,280/s)"
                 results.append(r)
+                emulator.setup(latency=0.05)
+                plain = baseline(
+                    "latency baseline plain aiohttp c=64",
+                    BASELINE,
+                    path,
+                    rows,
+                    emulator,
+                    64,
+                    f"{emulator.root}/beta/deviceManagement/"
+                    "deviceConfigurationsAllManagedDeviceCertificateStates",
+                )
+                plain.note = f"{plain.rate / (64 / 0.05):.1%} of concurrency/latency"
+                results.append(plain)
+                r.note = (
+                    f"{r.rate / (64 / 0.05):.1%} of concurrency/latency (1,280/s); "
+                    f"{r.rate / plain.rate:.2f}x plain aiohttp"
+                )
             cpu_rows = int(20000 * scale)
             cpu_path = generate(work / "cpu.csv", cpu_rows)
             if "cpu" in cases:
