@@ -11,6 +11,7 @@ import asyncio
 import csv
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -89,15 +90,36 @@ def _print_summary(summary: RunSummary) -> None:
 
 
 def _guard(action: Callable[[], T]) -> T:
-    """Run a command body, turning our errors into a message and an exit code."""
+    """Run a command body, turning errors into a one-line message and an exit code."""
     try:
         return action()
-    except CertImportError as exc:
-        _say(f"error: {exc}")
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        _say("interrupted")
-        sys.exit(errors.EXIT_INTERRUPTED)
+    except (Exception, KeyboardInterrupt) as exc:
+        message, code = _explain(exc)
+        _say(message)
+        sys.exit(code)
+
+
+def _explain(exc: BaseException) -> tuple[str, int]:
+    """The operator's message and the exit code for an exception that ends a command."""
+    if isinstance(exc, ExceptionGroup):  # raised inside the worker pool's task group
+        ours, _ = exc.split(CertImportError)
+        inner = (ours or exc).exceptions[0]
+        return _explain(inner)
+    if isinstance(exc, CertImportError):
+        return f"error: {exc}", exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", errors.EXIT_INTERRUPTED
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"error: {where}{exc.strerror or exc}", errors.EXIT_USAGE
+    if isinstance(exc, sqlite3.Error):
+        return f"error: the journal failed: {exc}", errors.EXIT_USAGE
+    # A bug: one line for the operator, the traceback at -vv.
+    logging.getLogger("importer").debug("internal error", exc_info=exc)
+    return (
+        f"internal error: {type(exc).__name__}: {exc} (run with -vv for the traceback)",
+        errors.EXIT_INTERNAL,
+    )
 
 
 async def _with_signals(runner: Runner, work: Awaitable[T]) -> T:

@@ -2,7 +2,8 @@
 
     CertImportError                 base; ``exit_code`` says how the CLI ends
     ├── UsageError                  bad arguments or configuration (exit 2)
-    │   └── ConfigError             every configuration problem, gathered (exit 2)
+    │   ├── ConfigError             every configuration problem, gathered (exit 2)
+    │   └── LockHeld                another run holds the target's journal (exit 2)
     ├── InputError                  a file that cannot be read as an inventory (exit 2)
     └── RunAborted                  the run cannot go on; nothing more is sent (exit 3)
         ├── AuthenticationFailed    no token could be obtained, or Graph keeps refusing it
@@ -20,6 +21,7 @@ EXIT_OK = 0
 EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
 EXIT_ABORTED = 3
+EXIT_INTERNAL = 70  # a bug in certimport (EX_SOFTWARE): please report it with -vv output
 EXIT_INTERRUPTED = 130
 
 
@@ -79,3 +81,7 @@ class AuthenticationFailed(RunAborted):
 
 class PermissionDenied(RunAborted):
     """Graph refused access to the collection (403): the app lacks the permission or licence."""
+
+
+class LockHeld(UsageError):
+    """Another run holds the journal of this target."""

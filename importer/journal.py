@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from importer.errors import UsageError
+from importer.errors import LockHeld, UsageError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -114,10 +114,6 @@ class Record:
     graph_id: str = ""
     attempts: int = 0
     last_error: str = ""
-
-
-class LockHeld(UsageError):
-    """Another run holds the journal of this target."""
 
 
 class JournalLock:

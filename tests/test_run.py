@@ -220,3 +220,14 @@ def test_help_has_an_example(command):
     code, stdout, _ = invoke(command, "--help")
     assert code == 0
     assert "Example" in stdout
+
+
+def test_unwritable_report_directory_is_a_clean_error(graph, tmp_path):
+    path = write_inventory(tmp_path / "inv.csv", [row(1)])
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, _, stderr = invoke("run", str(path), "--out", str(blocker / "out"))
+    assert code == 2
+    assert "Traceback" not in stderr
+    assert str(blocker) in stderr
+    assert graph.stats()["posts"] == 0
