@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -110,6 +111,11 @@ def _rejection(vc: ValidatedChunk, pos: int) -> Outcome:
         for p in problems
     )
     return Outcome(REJECTED, error_code="InvalidRow", error_message=message)
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_size, info.st_mtime_ns
 
 
 class _Problems:
@@ -270,7 +276,13 @@ class Runner:
         problems = _Problems(request.path, self.say, request.show_errors)
         refuse = ""
         if request.mode == "run":
+            before = _stamp(request.path)
             records, invalid = await self._off_loop(self._scan, source, problems)
+            if _stamp(request.path) != before:
+                raise InputError(
+                    request.path,
+                    "changed while it was being read; run again once the export is complete",
+                )
             if not records:
                 raise InputError(request.path, "no data rows after the header")
             if request.strict and invalid:

@@ -231,3 +231,16 @@ def test_unwritable_report_directory_is_a_clean_error(graph, tmp_path):
     assert "Traceback" not in stderr
     assert str(blocker) in stderr
     assert graph.stats()["posts"] == 0
+
+
+def test_tokens_expiring_mid_run_are_renewed(graph, tmp_path, monkeypatch):
+    monkeypatch.setenv("CERTIMPORT_AUTH_METHOD", "managed_identity")
+    monkeypatch.delenv("CERTIMPORT_ACCESS_TOKEN")
+    monkeypatch.setenv("IDENTITY_ENDPOINT", graph.emulator.identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", graph.emulator.config.identity_header)
+    graph.call(graph.emulator.configure, {"token_lifetime": 1, "latency": 0.1})
+    path = write_inventory(tmp_path / "inv.csv", [row(n) for n in range(30)])
+    code, _, stderr = invoke("run", str(path), "--concurrency", "2", "--out", str(tmp_path / "o"))
+    assert code == 0, stderr
+    assert len(graph.records()) == 30
+    assert graph.stats()["token_requests"] >= 2
