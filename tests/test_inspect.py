@@ -1,0 +1,125 @@
+"""``certimport inspect`` and the input options, through the real CLI."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import SAMPLES
+
+from importer.cli import cli
+
+ADCS = (
+    '"Request ID","Serial Number","Certificate Hash","Certificate Effective Date",'
+    '"Certificate Expiration Date","Issued Distinguished Name","Request Disposition",'
+    '"Revocation Date"\r\n'
+    '"7","61000007","ac a4 ec 7d 63 e9 13 af 7e e1 0c 23 52 c3 47 48 4c cd 78 0b",'
+    '"1/5/2025 10:32 AM","1/5/2027 10:32 AM","CN=pc07","20 -- Issued","EMPTY"\r\n'
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray config/certimport.toml
+    for name in list(os.environ):
+        if name.startswith("CERTIMPORT_"):
+            monkeypatch.delenv(name)
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_inspect_shows_what_was_detected_and_the_bodies(tmp_path: Path) -> None:
+    path = tmp_path / "adcs.csv"
+    path.write_text(ADCS, encoding="utf-8")
+    config = tmp_path / "adcs.toml"
+    config.write_text('[columns]\ncertificateIssuerName = { value = "CN=CA 01" }\n', "utf-8")
+    code, out, err = invoke(
+        "inspect", str(path), "--config", str(config), "--monthfirst", "--timezone", "UTC"
+    )
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[:4] == [
+        f"file       {path}",
+        "encoding   utf-8 (valid UTF-8)",
+        "delimiter  ',' (detected from the header)",
+        "profile    adcs (auto: best match of graph, adcs, powershell)",
+    ]
+    assert "  'Certificate Hash'            -> certificateThumbprint" in lines
+    assert "  constant 'CN=CA 01'           -> certificateIssuerName" in lines
+    assert "  'Request ID'                     read, never sent (profile adcs)" in lines
+    assert "records    1 (1 valid, 0 rejected)" in lines
+    assert lines[-1] == (
+        '  line 2: {"@odata.type":"#microsoft.graph.managedAllDeviceCertificateState",'
+        '"certificateThumbprint":"ACA4EC7D63E913AF7EE10C2352C347484CCD780B",'
+        '"certificateSerialNumber":"61000007","certificateIssuerName":"CN=CA 01",'
+        '"certificateSubjectName":"CN=pc07","certificateRevokeStatus":"none",'
+        '"certificateIssuanceDateTime":"2025-01-05T10:32:00Z",'
+        '"certificateExpirationDateTime":"2027-01-05T10:32:00Z"}'
+    )
+
+
+def test_inspect_exits_2_with_what_is_missing(tmp_path: Path) -> None:
+    path = tmp_path / "adcs.csv"
+    path.write_text(ADCS, encoding="utf-8")
+    code, out, _ = invoke("inspect", str(path))
+    assert code == 2
+    assert "  (MISSING)                     -> certificateIssuerName" in out.splitlines()
+    assert out.splitlines()[-1].startswith(
+        f"cannot import: {path}:1: missing required column(s): certificateIssuerName; "
+    )
+
+
+def test_conflicting_date_options_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text(ADCS, encoding="utf-8")
+    code, _, err = invoke("validate", str(path), "--dayfirst", "--date-format", "%d.%m.%Y")
+    assert code == 2
+    assert "--date-format cannot be combined with --dayfirst/--monthfirst" in err
+
+
+def test_validate_reports_a_ragged_line_and_keeps_the_rest(tmp_path: Path) -> None:
+    source = (SAMPLES / "spreadsheet-semicolon.csv").read_bytes().split(b"\r\n")
+    source.insert(3, b"AB;CD;EF")  # line 4: three fields instead of thirteen
+    path = tmp_path / "sheet.csv"
+    path.write_bytes(b"\r\n".join(source))
+    out = tmp_path / "out"
+    code, _, err = invoke(
+        "validate", str(path), "--dayfirst", "--timezone", "Europe/Berlin", "--out", str(out)
+    )
+    assert code == 1
+    assert f"{path}:4: expected 13 fields, saw 3 (a cell or a delimiter is missing)" in err
+    assert f"reading {path}: cp1252 (detected), delimiter ';' (sep= line)" in err
+    with (out / "results.csv").open(encoding="utf-8", newline="") as handle:
+        results = [(r["line"], r["status"]) for r in csv.DictReader(handle)]
+    assert results == [
+        ("3", "valid"),
+        ("4", "rejected"),
+        ("5", "valid"),
+        ("6", "valid"),
+        ("8", "valid"),
+        ("9", "valid"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("adcs-export.csv", ["--config", str(SAMPLES / "adcs-columns.toml"), "--monthfirst"]),
+        ("powershell-export.csv", ["--monthfirst", "--timezone", "Europe/Amsterdam"]),
+        ("spreadsheet-semicolon.csv", ["--dayfirst", "--timezone", "Europe/Berlin"]),
+    ],
+)
+def test_every_new_sample_is_valid_as_documented(
+    tmp_path: Path, name: str, options: list[str]
+) -> None:
+    code, _, err = invoke("validate", str(SAMPLES / name), *options, "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    with (tmp_path / "o" / "results.csv").open(encoding="utf-8", newline="") as handle:
+        statuses = {r["status"] for r in csv.DictReader(handle)}
+    assert statuses == {"valid"}
