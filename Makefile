@@ -20,6 +20,8 @@ $(VENV)/.test: $(BIN)/python pyproject.toml
 
 demo: $(VENV)/.base
 	$(BIN)/certimport run samples/certificates.csv --emulator --out out/demo
+	$(BIN)/certimport run samples/spreadsheet-semicolon.csv --emulator --dayfirst \
+	  --timezone Europe/Berlin --out out/demo-spreadsheet
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check importer tests benchmarks

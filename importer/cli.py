@@ -8,12 +8,15 @@ Exit codes: 0 every row created (validate: every row valid); 1 finished, some ro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
+import functools
 import logging
 import signal
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,16 +29,32 @@ from importer.client import GraphClient
 from importer.config import Settings, load_settings
 from importer.errors import CertImportError
 from importer.journal import Journal, default_state_dir
+from importer.logs import LOG_FORMATS, LogFormat, configure_logging, register_secret
+from importer.metrics import check_metrics_path, write_metrics
 from importer.pacing import Pacer
+from importer.progress import ProgressDisplay, RunMonitor, format_duration, wants_progress
 from importer.report import neutralise
 from importer.retry import RetryPolicy
 from importer.runner import RETRY_STATUSES, Mode, Runner, RunRequest, RunSummary
+from importer.summary import next_steps, shown_statuses
 
 T = TypeVar("T")
+log = logging.getLogger("importer.cli")
 
 
-def _say(message: str) -> None:
-    click.echo(message, err=True)
+def _say(message: str, *, quiet: bool | None = None) -> None:
+    """Tell the operator (stderr; only errors with -q); the log file keeps it too.
+
+    ``quiet`` defaults to the command's -q, which is only visible from the main thread.
+    Written to ``sys.stderr`` as it is now (not through click.echo, which would go around it):
+    the progress display redirects it so that messages print above the display.
+    """
+    error = message.startswith(("error:", "internal error:"))
+    if error or not (_output().quiet if quiet is None else quiet):
+        print(message, file=sys.stderr, flush=True)
+    warning = message.startswith("warning:")
+    level = logging.ERROR if error else logging.WARNING if warning else logging.INFO
+    log.log(level, message, extra={"event": "message", "echoed": True})
 
 
 def _default_out_dir() -> Path:
@@ -48,45 +67,107 @@ def _default_out_dir() -> Path:
     return out
 
 
+@dataclass(frozen=True)
+class _Output:
+    """How much to show and where to log (-q, --log-format, --log-file, --metrics-file)."""
+
+    quiet: bool = False
+    log_format: LogFormat = "text"
+    log_file: str | None = None
+    metrics_file: str | None = None
+
+
+_OUTPUT = "certimport.output"
+
+
+def _keep_output(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Keep an output option for :func:`_output` (it shapes logging, not the run)."""
+    if param.name:
+        ctx.meta.setdefault(_OUTPUT, {})[param.name] = value
+    return value
+
+
+def _output() -> _Output:
+    """The output options of the command being run (defaults outside a command)."""
+    ctx = click.get_current_context(silent=True)
+    values = {k: v for k, v in (ctx.meta.get(_OUTPUT, {}) if ctx else {}).items() if v is not None}
+    return _Output(**values)
+
+
 def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("importer")
-    logger.handlers[:] = [handler]
-    logger.setLevel(level)
+    output = _output()
+    try:
+        configure_logging(
+            verbose=verbose,
+            quiet=output.quiet,
+            log_format=output.log_format,
+            log_file=output.log_file,
+        )
+    except OSError as exc:
+        raise click.UsageError(f"--log-file {output.log_file}: {exc.strerror or exc}") from None
 
 
 def _print_summary(summary: RunSummary) -> None:
+    """The short table shown on exit, and one structured log record of the same facts.
+
+    A run's table goes to stderr (what it produced is in Graph and in the reports), and not
+    with -q; validate's and plan's go to stdout, since the table is what they were asked for.
+    """
     counts = summary.counts
-    if summary.mode == "run":
-        shown = ["created", "updated", "skipped", "changed", "rejected", "failed", "unknown"]
-    elif summary.mode == "plan":
-        shown = ["valid", "skipped", "changed", "rejected"]
-    else:
-        shown = ["valid", "rejected"]
-    lines = [f"certimport {summary.mode}: {summary.input}", f"  records   {summary.records:>9}"]
-    lines += [f"  {name:<9} {counts.get(name, 0):>9}" for name in shown]
+    steps = next_steps(summary)
+    log.info(
+        "%s finished with exit %d: %s; reports in %s",
+        summary.mode,
+        summary.exit_code,
+        ", ".join(f"{status} {n}" for status, n in counts.items() if n) or "no rows",
+        summary.out_dir,
+        extra={
+            "event": "summary",
+            "echoed": True,
+            "mode": summary.mode,
+            "input": summary.input,
+            "out_dir": summary.out_dir,
+            "records": summary.records,
+            "counts": {k: v for k, v in counts.items() if v},
+            "requests": summary.requests,
+            "throttled": summary.throttled,
+            "retries": summary.retries,
+            "duration_seconds": summary.duration_seconds,
+            "rows_per_second": summary.rows_per_second,
+            "exit_code": summary.exit_code,
+            "stopped": summary.stopped,
+            "next": steps,
+        },
+    )
+    to_stderr = summary.mode in ("run", "dry-run")
+    if to_stderr and _output().quiet:
+        return
+    width = max(7, len(f"{summary.records:,}"))
+    lines = [f"certimport {summary.mode}: {summary.input}"]
+    lines += [
+        f"  {name:<10} {counts.get(name, 0):>{width},}"
+        for name in shown_statuses(summary.mode, counts)
+    ]
+    lines.append(f"  {'records':<10} {summary.records:>{width},}")
     if summary.mode == "run":
         lines.append(
-            f"  requests {summary.requests}, throttled (429) {summary.throttled}, "
-            f"retries {summary.retries}"
+            f"  requests   {summary.requests:,} · 429s {summary.throttled:,} · "
+            f"retries {summary.retries:,}"
         )
     lines.append(
-        f"  duration  {summary.duration_seconds:.1f} s ({summary.rows_per_second:g} rows/s)"
+        f"  duration   {format_duration(summary.duration_seconds)} · "
+        f"{summary.rows_per_second:,} rows/s"
     )
     if summary.reconciled:
         lines.append(f"  reconciled {summary.reconciled} (found in Graph after a lost answer)")
     if summary.journal:
-        lines.append(f"  journal   {summary.journal}")
+        lines.append(f"  journal    {summary.journal}")
     if summary.stopped:
-        lines.append(f"  stopped:  {summary.stopped}")
-    lines.append(f"  reports   {summary.out_dir}/ (results.csv, failed.csv, summary.json)")
-    not_done = sum(counts.get(s, 0) for s in ("rejected", "failed", "unknown"))
-    if not_done:
-        failed = Path(summary.out_dir) / "failed.csv"
-        lines.append(f"  next:     fix the rows in {failed}, then: certimport run {failed}")
-    click.echo("\n".join(lines))
+        lines.append(f"  stopped    {summary.stopped}")
+    report = Path(summary.out_dir) / "report.html"
+    lines.append(f"  report     {report} (with results.csv, failed.csv, summary.json)")
+    lines += [f"  {'next' if i == 0 else '':<10} {step}" for i, step in enumerate(steps)]
+    click.echo("\n".join(lines), err=to_stderr)
 
 
 def _guard(action: Callable[[], T]) -> T:
@@ -134,7 +215,11 @@ async def _with_signals(runner: Runner, work: Awaitable[T]) -> T:
 
 
 async def _run(
-    request: RunRequest, config: str | None, overrides: dict[str, Any], use_emulator: bool
+    request: RunRequest,
+    config: str | None,
+    overrides: dict[str, Any],
+    use_emulator: bool,
+    monitor: RunMonitor | None = None,
 ) -> RunSummary:
     emulator = None
     if use_emulator:
@@ -153,8 +238,8 @@ async def _run(
         settings = load_settings(config, overrides=overrides)
         if request.mode in ("run", "plan"):
             with _journal(settings, lock=request.mode == "run") as journal:
-                return await _execute_with(settings, request, journal)
-        return await _execute_with(settings, request, None)
+                return await _execute_with(settings, request, journal, monitor)
+        return await _execute_with(settings, request, None, monitor)
     finally:
         if emulator is not None:
             await emulator.close()
@@ -169,9 +254,15 @@ def _journal(settings: Settings, *, lock: bool) -> Journal:
 
 
 async def _execute_with(
-    settings: Settings, request: RunRequest, journal: Journal | None
+    settings: Settings,
+    request: RunRequest,
+    journal: Journal | None,
+    monitor: RunMonitor | None = None,
 ) -> RunSummary:
-    runner = Runner(settings, request, say=_say, journal=journal)
+    if settings.access_token:
+        register_secret(settings.access_token.reveal())
+    say = functools.partial(_say, quiet=_output().quiet)  # the runner says things off-thread
+    runner = Runner(settings, request, say=say, journal=journal, monitor=monitor)
     if request.mode != "run":
         return await _with_signals(runner, runner.execute())
     tokens = build_token_source(settings)
@@ -207,6 +298,16 @@ def _execute(
     allow_shrink: bool = False,
     only_statuses: tuple[str, ...] = (),
 ) -> None:
+    overrides = {**_guard(_input_overrides), **overrides}
+    output = _output()
+    if output.metrics_file:
+        problem = check_metrics_path(output.metrics_file)
+        if problem:
+            _say(f"error: {problem}")
+            sys.exit(errors.EXIT_USAGE)
+    monitor = RunMonitor()
+    progress = mode == "run" and wants_progress(sys.stderr, quiet=output.quiet)
+
     def body() -> RunSummary:
         out_dir = Path(out) if out else None
         if out_dir is None:
@@ -222,11 +323,131 @@ def _execute(
             allow_shrink=allow_shrink,
             only_statuses=only_statuses,
         )
-        return asyncio.run(_run(request, config, overrides, use_emulator))
+        display = ProgressDisplay(monitor) if progress else contextlib.nullcontext()
+        with display:
+            return asyncio.run(_run(request, config, overrides, use_emulator, monitor))
 
-    summary = _guard(body)
+    try:
+        summary = _guard(body)
+    except SystemExit as stop:  # ended without a summary (exit 2, 3, 70): metrics say so too
+        code = stop.code if isinstance(stop.code, int) else errors.EXIT_USAGE
+        _write_metrics(output.metrics_file, None, code)
+        raise
     _print_summary(summary)
+    _write_metrics(output.metrics_file, summary, summary.exit_code)
     sys.exit(summary.exit_code)
+
+
+def _write_metrics(path: str | None, summary: RunSummary | None, exit_code: int) -> None:
+    """Rewrite the --metrics-file, if one was asked for; a failure is only a warning."""
+    if not path:
+        return
+    try:
+        write_metrics(path, summary, exit_code=exit_code)
+    except OSError as exc:
+        _say(f"warning: metrics file {path} not written: {exc.strerror or exc}")
+
+
+_INPUT = "certimport.input"
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Keep an input option (--profile, --encoding, ...) for the settings overrides."""
+    if param.name:
+        ctx.meta.setdefault(_INPUT, {})[param.name] = value
+    return value
+
+
+def _input_overrides() -> dict[str, Any]:
+    """The input options given on the command line, as settings overrides."""
+    ctx = click.get_current_context(silent=True)
+    values: dict[str, Any] = dict(ctx.meta.get(_INPUT, {})) if ctx else {}
+    if values.get("date_format") and values.get("dayfirst") is not None:
+        raise errors.UsageError(
+            "--date-format cannot be combined with --dayfirst/--monthfirst: "
+            "a date format already says where the day is"
+        )
+    return values
+
+
+_input_options = [
+    click.option(
+        "--profile",
+        metavar="NAME",
+        expose_value=False,
+        callback=_remember,
+        help="auto, graph, adcs, powershell, or a profile .toml [auto: chosen from the header].",
+    ),
+    click.option(
+        "--encoding",
+        metavar="CODEC",
+        expose_value=False,
+        callback=_remember,
+        help="auto, or a codec such as cp1252, utf-16 [auto: BOM, UTF-8, else detected].",
+    ),
+    click.option(
+        "--delimiter",
+        metavar="CHAR",
+        expose_value=False,
+        callback=_remember,
+        help="',' ';' tab or '|' [detected from the header, or a sep= line].",
+    ),
+    click.option(
+        "--date-format",
+        metavar="FORMAT",
+        expose_value=False,
+        callback=_remember,
+        help="strptime format of dates that are not ISO 8601, e.g. '%d.%m.%Y %H:%M'.",
+    ),
+    click.option(
+        "--dayfirst/--monthfirst",
+        default=None,
+        expose_value=False,
+        callback=_remember,
+        help="Read dates that are not ISO 8601 day first (05.01.2025) or month first (1/5/2025).",
+    ),
+]
+
+
+_output_options = [
+    click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        default=None,
+        expose_value=False,
+        callback=_keep_output,
+        help="No progress display, messages or run summary on stderr: errors only.",
+    ),
+    click.option(
+        "--log-format",
+        type=click.Choice(LOG_FORMATS),
+        default=None,
+        expose_value=False,
+        callback=_keep_output,
+        help="text, or json: one JSON object per line [text].",
+    ),
+    click.option(
+        "--log-file",
+        metavar="FILE",
+        expose_value=False,
+        callback=_keep_output,
+        help="Append the log to FILE: INFO (retries, throttling, messages), DEBUG with -vv.",
+    ),
+]
+_metrics_option = click.option(
+    "--metrics-file",
+    metavar="PATH",
+    expose_value=False,
+    callback=_keep_output,
+    help="Write Prometheus metrics of the run to PATH at the end (node_exporter textfile).",
+)
+
+
+def _with_output_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for decorator in reversed(_output_options):
+        func = decorator(func)
+    return func
 
 
 _common = [
@@ -242,7 +463,15 @@ _common = [
         help="Problems echoed to stderr (0 = all); every one is in results.csv.",
     ),
     click.option("-v", "--verbose", count=True, help="-v: retries and throttling; -vv: debug."),
+    *_input_options,
+    *_output_options,
 ]
+
+
+def _with_input_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for decorator in reversed(_input_options):
+        func = decorator(func)
+    return func
 
 
 def _with_common(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -288,6 +517,7 @@ def validate(
 
 @cli.command()
 @_with_common
+@_metrics_option
 @click.option("--concurrency", type=int, metavar="N", help="Parallel requests [4].")
 @click.option(
     "--rate-limit",
@@ -401,6 +631,8 @@ def plan(
 @click.option("--rate-limit", metavar="N/WINDOW", help="Write budget [100/20s].")
 @click.option("--state-dir", metavar="DIR", help="Journal directory [~/.local/state/certimport].")
 @click.option("-v", "--verbose", count=True, help="-v: retries and throttling; -vv: debug.")
+@_with_output_options
+@_metrics_option
 def retry(
     run_dir: str,
     out: str | None,
@@ -596,6 +828,35 @@ def emulator(
             raise errors.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
     _guard(body)
+
+
+@cli.command("inspect")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--config", "config", metavar="FILE", help="TOML settings file.")
+@click.option("--timezone", metavar="ZONE", help="Zone of dates given without offset [UTC].")
+@click.option("--rows", default=5, show_default=True, metavar="N", help="Records shown as sent.")
+@_with_input_options
+def inspect_command(path: str, config: str | None, timezone: str | None, rows: int) -> None:
+    """Show how PATH would be read: encoding, delimiter, profile, column mapping, row count,
+    and the first records as the bodies that would be sent. Sends nothing, writes nothing.
+
+    Exit 0 when the file can be imported as it is, 2 (with what is missing) when it cannot.
+
+    \b
+    Examples:
+      certimport inspect export.csv
+      certimport inspect certutil-export.csv --config adcs.toml --monthfirst
+    """
+    from importer.inspect import inspect_file
+
+    def body() -> int:
+        overrides = {**_input_overrides(), "timezone": timezone}
+        settings = load_settings(config, overrides=overrides)
+        inspection = inspect_file(path, settings, rows=rows)
+        click.echo("\n".join(inspection.lines()))
+        return errors.EXIT_USAGE if inspection.error is not None else errors.EXIT_OK
+
+    sys.exit(_guard(body))
 
 
 def main() -> None:

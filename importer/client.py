@@ -37,6 +37,7 @@ from tenacity import (
 
 from importer.auth import TokenSource
 from importer.errors import AuthenticationFailed, PermissionDenied, RunAborted
+from importer.logs import register_secret
 from importer.model import COLLECTION_PATH
 from importer.outcome import CREATED, FAILED, REJECTED, UNKNOWN, UPDATED, Outcome
 from importer.pacing import Pacer
@@ -71,6 +72,7 @@ class Classified:
     request_id: str = ""
     created_id: str = ""
     payload: Any = field(default=None, repr=False, compare=False)  # a GET's parsed body
+    client_request_id: str = ""  # ours, echoed by Graph; kept for retried answers (logs)
 
 
 def _error_fields(status: int, payload: Any, text: str) -> tuple[str, str]:
@@ -98,7 +100,15 @@ def classify(status: int, headers: Mapping[str, str], payload: Any, text: str = 
     code, message = _error_fields(status, payload, text)
     if status in RETRYABLE_STATUSES:
         retry_after = parse_retry_after(headers.get("Retry-After"))
-        return Classified(Verdict.RETRY, status, retry_after, code, message, request_id)
+        return Classified(
+            Verdict.RETRY,
+            status,
+            retry_after,
+            code,
+            message,
+            request_id,
+            client_request_id=headers.get("client-request-id", ""),
+        )
     if status == 401:
         return Classified(Verdict.REAUTH, status, None, code, message, request_id)
     if status in ABORT_STATUSES:
@@ -106,6 +116,25 @@ def classify(status: int, headers: Mapping[str, str], payload: Any, text: str = 
     if 400 <= status < 500:
         return Classified(Verdict.REJECTED, status, None, code, message, request_id)
     return Classified(Verdict.UNKNOWN, status, None, code, message, request_id)
+
+
+def _log_retry(result: Classified, wait: float, attempt: int) -> None:
+    """One INFO line per retry, with the ids of the answer that caused it."""
+    log.info(
+        "retrying after %s in %.3f s (attempt %d)",
+        result.error_code or "?",
+        wait,
+        attempt,
+        extra={
+            "event": "retry",
+            "error_code": result.error_code,
+            "http_status": result.status,
+            "wait_seconds": round(wait, 3),
+            "attempt": attempt,
+            "client_request_id": result.client_request_id,
+            "request_id": result.request_id,
+        },
+    )
 
 
 class _Retryable(Exception):
@@ -180,6 +209,7 @@ class GraphClient:
         self.request_timeout = request_timeout
         self.read_pacer = read_pacer or Pacer(clock=self.policy.clock, sleep=self.policy.sleep)
         self.stats = ClientStats()
+        self._last_token: str | None = None
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
@@ -227,24 +257,52 @@ class GraphClient:
                 except orjson.JSONDecodeError:
                     payload = None
                 if response.status >= 300:
+                    request_id = response.headers.get("request-id", "")
                     log.info(
                         "%s answered %s (client-request-id %s, request-id %s, diag %s)",
                         method,
                         response.status,
                         client_request_id,
-                        response.headers.get("request-id", ""),
+                        request_id,
                         response.headers.get("x-ms-ags-diagnostic", ""),
+                        extra={
+                            "event": "throttled" if response.status == 429 else "http_error",
+                            "method": method,
+                            "http_status": response.status,
+                            "client_request_id": client_request_id,
+                            "request_id": request_id,
+                            "retry_after": response.headers.get("Retry-After", ""),
+                            "diagnostic": response.headers.get("x-ms-ags-diagnostic", ""),
+                        },
                     )
                 return _Answer(response.status, response.headers, payload, text)
         except aiohttp.ClientSSLError as exc:
             raise RunAborted(f"TLS failure talking to {url}: {exc}") from None
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # The connection was never established: the request cannot have been sent.
-            log.info("connection failed (client-request-id %s): %s", client_request_id, exc)
-            return Classified(Verdict.RETRY, None, None, "ConnectionFailed", str(exc))
+            log.info(
+                "connection failed (client-request-id %s): %s",
+                client_request_id,
+                exc,
+                extra={"event": "connection_failed", "client_request_id": client_request_id},
+            )
+            return Classified(
+                Verdict.RETRY,
+                None,
+                None,
+                "ConnectionFailed",
+                str(exc),
+                client_request_id=client_request_id,
+            )
         except (TimeoutError, aiohttp.ClientError) as exc:
             kind = "Timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
-            log.info("no answer to %s (client-request-id %s): %s", method, client_request_id, kind)
+            log.info(
+                "no answer to %s (client-request-id %s): %s",
+                method,
+                client_request_id,
+                kind,
+                extra={"event": "no_answer", "client_request_id": client_request_id},
+            )
             return Classified(
                 Verdict.UNKNOWN,
                 None,
@@ -262,10 +320,14 @@ class GraphClient:
     ) -> _Answer | Classified:
         """One exchange, with the single token renewal a 401 allows; aborts on 403/404."""
         token = await self.tokens.token()
+        if token is not self._last_token:  # a new token: mask it in every log from now on
+            register_secret(token)
+            self._last_token = token
         answer = await self._exchange(url, data, token, method)
         if isinstance(answer, _Answer) and answer.status == 401:
             self.stats.token_refreshes += 1
             token = await self.tokens.refresh(token)
+            register_secret(token)
             answer = await self._exchange(url, data, token, method)
             if isinstance(answer, _Answer) and answer.status == 401:
                 code, message = _error_fields(401, answer.payload, answer.text)
@@ -323,9 +385,9 @@ class GraphClient:
 
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        code = exc.result.error_code if isinstance(exc, _Retryable) else "?"
+        result = exc.result if isinstance(exc, _Retryable) else Classified(Verdict.RETRY)
         wait = state.next_action.sleep if state.next_action else 0.0
-        log.info("retrying after %s in %.3f s (attempt %d)", code, wait, state.attempt_number + 1)
+        _log_retry(result, wait, state.attempt_number + 1)
 
     async def _post_once(self, data: bytes) -> Classified:
         await self.pacer.wait()
@@ -349,7 +411,7 @@ class GraphClient:
         first_wait = self.policy.wait_for(1, result.retry_after)
         if attempts >= self.policy.max_attempts or first_wait >= self.policy.deadline:
             return _gave_up(result, attempts)
-        log.info("retrying after %s in %.3f s (attempt 2)", result.error_code, first_wait)
+        _log_retry(result, first_wait, 2)
         await self.policy.sleep(first_wait)
         remaining = self.policy.deadline - (self.policy.clock() - started)
         try:

@@ -7,6 +7,7 @@ checked so that a token is never sent to an arbitrary host: https only to a know
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
 import os
 import tomllib
@@ -17,9 +18,11 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from importer.dialect import parse_delimiter
 from importer.errors import ConfigError
 from importer.model import COLLECTION_PATH
 from importer.pacing import RateLimit
+from importer.profiles import ColumnSetting, parse_columns, profile_files
 
 DEFAULT_CONFIG_PATH = Path("config/certimport.toml")
 
@@ -90,6 +93,12 @@ class Settings:
     request_timeout: float = 60.0
     chunk_size: int = 50_000
     timezone: str = "UTC"
+    profile: str = "auto"  # auto | graph | adcs | powershell | a profile .toml
+    encoding: str = "auto"  # auto, or a codec name such as cp1252
+    delimiter: str = ""  # "" = detected from the header
+    date_format: str = ""  # strptime codes for dates that are not ISO 8601
+    dayfirst: bool | None = None  # True day-first, False month-first, None: ISO 8601 only
+    columns: tuple[ColumnSetting, ...] = ()  # [columns]: property -> header(s) or constant
     out_dir: str = ""
     state_dir: str = ""  # journal directory; default ~/.local/state/certimport
     update: bool = False  # PATCH rows whose body changed since they were created
@@ -144,6 +153,11 @@ _KEYS: dict[str, tuple[str, type]] = {
     "reconcile_delay": ("journal", float),
     "shrink_guard": ("journal", float),
     "timezone": ("input", str),
+    "profile": ("input", str),
+    "encoding": ("input", str),
+    "delimiter": ("input", str),
+    "date_format": ("input", str),
+    "dayfirst": ("input", bool),
 }
 # The TOML key where it differs from the setting's name.
 _TOML_NAMES = {"auth_method": "method"}
@@ -198,6 +212,9 @@ def _from_toml(path: Path, problems: list[str]) -> dict[str, Any]:
     for section, table in data.items():
         if not isinstance(table, dict):
             problems.append(f"{path}: top-level key {section!r} must be a [section]")
+            continue
+        if section == "columns":  # property = "Header" | ["A", "B"] | { value = "constant" }
+            values["columns"] = tuple(parse_columns(table, str(path), problems))
             continue
         for name, value in table.items():
             key = toml_to_key.get((section, name))
@@ -274,6 +291,7 @@ def _check(values: dict[str, Any], problems: list[str]) -> None:
     for key in ("retry_deadline", "request_timeout"):
         if key in values and not values[key] > 0:
             problems.append(f"{key} must be a positive number of seconds, got {values[key]}")
+    _check_input(values, problems)
     tz = values.get("timezone", "UTC")
     try:
         ZoneInfo(tz)
@@ -281,6 +299,30 @@ def _check(values: dict[str, Any], problems: list[str]) -> None:
         problems.append(
             f"timezone must be an IANA time zone name such as UTC or Europe/Berlin, got {tz!r}"
         )
+
+
+def _check_input(values: dict[str, Any], problems: list[str]) -> None:
+    """The [input] settings: profile, delimiter, encoding; date_format wins over dayfirst."""
+    if values.get("delimiter"):
+        try:
+            values["delimiter"] = parse_delimiter(values["delimiter"])
+        except ValueError as exc:
+            problems.append(str(exc))
+    profile = values.get("profile") or "auto"
+    known = profile_files()
+    if profile != "auto" and not profile.endswith(".toml") and profile not in known:
+        names = ", ".join(["auto", *sorted(known)])
+        problems.append(f"profile must be one of {names} or a .toml file, got {profile!r}")
+    encoding = values.get("encoding") or "auto"
+    if encoding != "auto":
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            problems.append(
+                f"encoding must be auto or a codec name such as cp1252, got {encoding!r}"
+            )
+    if values.get("date_format"):
+        values["dayfirst"] = None  # a format already says where the day is
 
 
 def load_settings(

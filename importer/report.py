@@ -17,7 +17,7 @@ from typing import IO, Any
 import orjson
 import pandas as pd
 
-from importer.outcome import CREATED, VALID, Outcome
+from importer.outcome import CREATED, DONE, VALID, Outcome
 
 RESULT_COLUMNS = (
     "line",
@@ -71,6 +71,43 @@ def write_private_atomic(path: Path, data: bytes) -> None:
     os.replace(partial, path)
 
 
+class ErrorDigest:
+    """Rows not done, counted by (status, error code), with the first few lines of each.
+
+    Bounded: at most ``max_groups`` distinct codes are kept apart; later ones are counted
+    together under ``other``.
+    """
+
+    def __init__(self, *, examples: int = 3, max_groups: int = 200) -> None:
+        self.examples = examples
+        self.max_groups = max_groups
+        self.groups: dict[tuple[str, str], tuple[list[int], list[tuple[int, str]]]] = {}
+
+    def add(self, line: int, outcome: Outcome) -> None:
+        """Count one row's outcome (rows that are done are ignored)."""
+        if outcome.status in DONE:
+            return
+        key = (outcome.status, outcome.error_code or "-")
+        group = self.groups.get(key)
+        if group is None:
+            if len(self.groups) >= self.max_groups:
+                key = (outcome.status, "other")
+                group = self.groups.get(key)
+            if group is None:
+                group = self.groups[key] = ([0], [])
+        group[0][0] += 1
+        if len(group[1]) < self.examples:
+            group[1].append((line, outcome.error_message))
+
+    def top(self, limit: int = 10) -> list[tuple[str, str, int, list[tuple[int, str]]]]:
+        """The ``limit`` largest groups: (status, code, rows, [(line, message), ...])."""
+        ranked = sorted(self.groups.items(), key=lambda item: -item[1][0][0])
+        return [(s, c, n[0], list(ex)) for (s, c), (n, ex) in ranked[:limit]]
+
+    def __repr__(self) -> str:
+        return f"ErrorDigest(groups={len(self.groups)})"
+
+
 class _AtomicCsv:
     def __init__(self, path: Path, header: Sequence[str]) -> None:
         self.path = path
@@ -104,6 +141,7 @@ class ReportWriter:
         failed_header = [input_header[i] for i in self._keep] + [ERROR_COLUMN]
         self._results = _AtomicCsv(out_dir / "results.csv", RESULT_COLUMNS)
         self._failed = _AtomicCsv(out_dir / "failed.csv", failed_header)
+        self.errors = ErrorDigest()
 
     def write(
         self,
@@ -132,6 +170,8 @@ class ReportWriter:
         self._results.rows += len(statuses)
         failed_positions = [i for i, s in enumerate(statuses) if s not in _DONE]
         if failed_positions:
+            for i in failed_positions:
+                self.errors.add(lines[i], outcomes[i])
             errors = _neutralised(
                 [
                     f"{o.status}: {o.error_code}: {o.error_message}"
@@ -144,10 +184,12 @@ class ReportWriter:
             )
             self._failed.rows += len(failed_positions)
 
-    def publish(self, summary: dict[str, Any]) -> None:
-        """Make the reports visible: both CSVs, then summary.json last."""
+    def publish(self, summary: dict[str, Any], *, html: str | None = None) -> None:
+        """Make the reports visible: both CSVs, report.html, then summary.json last."""
         self._results.publish()
         self._failed.publish()
+        if html is not None:
+            write_private_atomic(self.out_dir / "report.html", html.encode("utf-8"))
         write_private_atomic(
             self.out_dir / "summary.json",
             orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n",

@@ -29,6 +29,7 @@ from importer import errors
 from importer.client import GraphClient
 from importer.config import Settings
 from importer.errors import InputError, RunAborted
+from importer.htmlreport import render_report
 from importer.journal import Entry, Journal, Record, row_key
 from importer.mapping import body_hashes, build_bodies
 from importer.model import DEVICE, THUMBPRINT
@@ -44,6 +45,7 @@ from importer.outcome import (
     VALID,
     Outcome,
 )
+from importer.progress import RunMonitor
 from importer.report import ERROR_COLUMN, ReportWriter
 from importer.schema import ValidatedChunk, Validator
 from importer.source import CsvSource, file_sha256
@@ -118,6 +120,30 @@ def _stamp(path: str) -> tuple[int, int]:
     return info.st_size, info.st_mtime_ns
 
 
+def _log_row(vc: ValidatedChunk, pos: int, outcome: Outcome) -> None:
+    """One DEBUG line for one row's outcome, with its fields for JSON logs."""
+    line = int(vc.lines[pos])
+    thumbprint = vc.values[THUMBPRINT].iat[pos]
+    log.debug(
+        "line %d: %s %s",
+        line,
+        outcome.status,
+        outcome.error_code or outcome.id,
+        extra={
+            "event": "row",
+            "line": line,
+            "status": outcome.status,
+            "thumbprint": thumbprint if isinstance(thumbprint, str) else "",
+            "id": outcome.id,
+            "http_status": outcome.http_status,
+            "error_code": outcome.error_code,
+            "error_message": outcome.error_message,
+            "attempts": outcome.attempts,
+            "request_id": outcome.request_id,
+        },
+    )
+
+
 class _Problems:
     """Echoes row problems to the operator, up to a limit."""
 
@@ -177,11 +203,13 @@ class Runner:
         *,
         say: Say,
         journal: Journal | None = None,
+        monitor: RunMonitor | None = None,
     ) -> None:
         self.settings = settings
         self.request = request
         self.say = say
         self.journal = journal
+        self.monitor = monitor or RunMonitor()  # live counters: progress display, timeline
         self.stopping = False
         self.abort: RunAborted | None = None
         self.reconciled = 0
@@ -203,10 +231,24 @@ class Runner:
         self.stopping = True
 
     def _source(self) -> CsvSource:
-        return CsvSource(self.request.path, chunk_size=self.settings.chunk_size)
+        settings = self.settings
+        return CsvSource(
+            self.request.path,
+            chunk_size=settings.chunk_size,
+            encoding=settings.encoding,
+            delimiter=settings.delimiter or None,
+            profile=settings.profile,
+            columns=settings.columns,
+        )
 
     def _validator(self, source: CsvSource) -> Validator:
-        return Validator(source.header, timezone=self.settings.timezone)
+        settings = self.settings
+        return Validator(
+            source.header,
+            timezone=settings.timezone,
+            date_format=settings.date_format or None,
+            dayfirst=settings.dayfirst,
+        )
 
     def _validated(self, source: CsvSource) -> Iterator[ValidatedChunk]:
         validator = self._validator(source)
@@ -266,6 +308,8 @@ class Runner:
             journal=str(self.journal.path) if self.journal else "",
             started=started.isoformat(),
         )
+        if note := source.notable():  # a plain Graph-shaped UTF-8 file goes without saying
+            self.say(f"reading {request.path}: {note}")
         if source.header.extras:
             warning = (
                 f"{request.path}:1: column(s) {', '.join(source.header.extras)} are not Graph "
@@ -276,6 +320,7 @@ class Runner:
         problems = _Problems(request.path, self.say, request.show_errors)
         refuse = ""
         if request.mode == "run":
+            self.monitor.phase = "validating"
             before = _stamp(request.path)
             records, invalid = await self._off_loop(self._scan, source, problems)
             if _stamp(request.path) != before:
@@ -295,7 +340,13 @@ class Runner:
         try:
             if request.mode == "run" and not refuse:
                 assert client is not None, "run mode needs a client"
-                await self._send(source, client, writer, counts)
+                self.monitor.begin(records, pacer=client.pacer, stats=client.stats)
+                sampler = asyncio.create_task(self.monitor.sample_every(1.0))
+                try:
+                    await self._send(source, client, writer, counts)
+                finally:
+                    sampler.cancel()
+                    self.monitor.sample()
                 summary.requests = client.stats.requests
                 summary.throttled = client.stats.throttled
                 summary.retries = client.stats.retries
@@ -326,7 +377,8 @@ class Runner:
             self.journal.finish_run(
                 summary.records, summary.exit_code, summary.out_dir, dict(counts)
             )
-        writer.publish(summary.as_dict())
+        timeline = self.monitor.timeline if request.mode == "run" else None
+        writer.publish(summary.as_dict(), html=render_report(summary, timeline, writer.errors))
         return summary
 
     def _guard_shrink(self, source: str, records: int) -> None:
@@ -362,6 +414,7 @@ class Runner:
             records += len(vc.valid)
             invalid += len(vc.problems)
             problems.report(vc)
+            self.monitor.scanned = records
         return records, invalid
 
     def _write_unsent(
@@ -386,6 +439,9 @@ class Runner:
                 for job in self._decide(vc, rows, outcomes, None):
                     verdict = "would be looked up first" if job.kind == "reconcile" else ""
                     outcomes[job.pos] = Outcome(VALID, id=job.graph_id, error_message=verdict)
+            if log.isEnabledFor(logging.DEBUG):
+                for pos, outcome in enumerate(outcomes):
+                    _log_row(vc, pos, outcome)
             self._write(writer, vc, outcomes, counts)
 
     def _write(
@@ -495,6 +551,8 @@ class Runner:
         queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=concurrency * 4)
         pending: deque[_Pending] = deque()
         journal = self.journal
+        monitor = self.monitor
+        row_debug = log.isEnabledFor(logging.DEBUG)
 
         def flush() -> None:
             while pending and pending[0].remaining == 0:
@@ -507,6 +565,9 @@ class Runner:
         def settle(job: _Job, outcome: Outcome) -> None:
             job.slot.outcomes[job.pos] = outcome
             job.slot.remaining -= 1
+            monitor.settled(outcome.status)
+            if row_debug:
+                _log_row(job.slot.vc, job.pos, outcome)
             if journal is None:
                 return
             if outcome.error_code == "NotSent":
@@ -587,12 +648,21 @@ class Runner:
                     job.body = body
                 slot.remaining = len(jobs)
                 pending.append(slot)
+                if len(jobs) < len(slot.outcomes):  # rejected, skipped or changed: no request
+                    for pos, settled in enumerate(slot.outcomes):
+                        if settled is not None:
+                            monitor.settled(settled.status)
+                            if row_debug:
+                                _log_row(vc, pos, settled)
                 for start in range(0, len(jobs), INTENT_GROUP):
                     group = jobs[start : start + INTENT_GROUP]
                     if self.stopping or self.abort is not None:
                         for job in group:
-                            job.slot.outcomes[job.pos] = self._not_sent()
+                            job.slot.outcomes[job.pos] = not_sent = self._not_sent()
                             job.slot.remaining -= 1
+                            monitor.settled(not_sent.status)
+                            if row_debug:
+                                _log_row(vc, job.pos, not_sent)
                         continue
                     if journal is not None:
                         journal.intend((j.key, j.thumbprint, j.device, j.body_hash) for j in group)

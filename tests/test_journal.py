@@ -34,7 +34,7 @@ def test_rerun_of_the_same_file_sends_nothing(graph, tmp_path):
     path = write_inventory(tmp_path / "inv.csv", [row(n) for n in range(40)])
     assert invoke("run", str(path), "--out", str(tmp_path / "a"))[0] == 0
     posts = graph.stats()["posts"]
-    code, stdout, _ = invoke("run", str(path), "--out", str(tmp_path / "b"))
+    code, _, stderr = invoke("run", str(path), "--out", str(tmp_path / "b"))
     assert code == 0
     assert graph.stats()["posts"] == posts == 40
     results = read_results(tmp_path / "b")
@@ -43,7 +43,7 @@ def test_rerun_of_the_same_file_sends_nothing(graph, tmp_path):
     assert {r["line"]: r["id"] for r in results} == first
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["counts"]["skipped"] == 40
-    assert "skipped" in stdout
+    assert "skipped" in stderr  # the run's summary table is on stderr
 
 
 def test_changed_row_is_reported_then_patched_with_update(graph, tmp_path):
@@ -247,10 +247,10 @@ def test_intent_from_a_crash_is_reconciled_not_reposted(graph, tmp_path):
     with sqlite3.connect(journal_file) as db:  # as if the process died right after sending
         db.execute("UPDATE rows SET status = 'new', intent_run = 'crashed', graph_id = ''")
     posts = graph.stats()["posts"]
-    code, stdout, _ = invoke("run", str(path), "--out", str(tmp_path / "b"))
+    code, _, stderr = invoke("run", str(path), "--out", str(tmp_path / "b"))
     assert code == 0
     assert graph.stats()["posts"] == posts
-    assert "reconciled 2" in stdout
+    assert "reconciled 2" in stderr
     assert {r["status"] for r in read_results(tmp_path / "b")} == {"created"}
 
 

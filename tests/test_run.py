@@ -45,7 +45,8 @@ def test_samples_are_created_once_with_ids_matching_the_emulator(graph: Threaded
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["created"] == len(results)
     assert summary["exit_code"] == 0
-    assert "created" in stdout
+    assert "created" in stderr  # the run's summary table is on stderr
+    assert stdout == ""
 
 
 def test_bad_rows_are_rejected_with_line_and_column_and_never_posted(graph, tmp_path):
@@ -71,7 +72,7 @@ def test_400_rejects_one_row_and_the_run_continues_then_failed_csv_reimports(gra
         [{"status": 400, "code": "BadRequest", "message": "nope", "thumbprint": thumb(3)}],
     )
     out = tmp_path / "first"
-    code, stdout, _ = invoke("run", str(path), "--out", str(out))
+    code, _, stderr = invoke("run", str(path), "--out", str(out))
     assert code == 1
     results = read_results(out)
     assert [r["status"] for r in results] == ["created"] * 2 + ["rejected"] + ["created"] * 2
@@ -80,7 +81,7 @@ def test_400_rejects_one_row_and_the_run_continues_then_failed_csv_reimports(gra
     failed = read_results(out, "failed.csv")
     assert len(failed) == 1 and failed[0]["certificateThumbprint"] == thumb(3)
     assert failed[0]["import_error"].startswith("rejected: BadRequest")
-    assert f"certimport run {out / 'failed.csv'}" in stdout
+    assert f"certimport run {out / 'failed.csv'}" in stderr
     code, _, stderr = invoke("run", str(out / "failed.csv"), "--out", str(tmp_path / "second"))
     assert code == 0, stderr
     assert sorted(r["certificateThumbprint"] for r in graph.records()) == [
@@ -153,7 +154,7 @@ def test_config_problems_are_reported_together(graph, tmp_path, monkeypatch):
 def test_dropped_connection_after_send_is_reconciled_not_posted_twice(graph, tmp_path):
     path = write_inventory(tmp_path / "inv.csv", [row(1), row(2)])
     graph.call(graph.emulator.script, [{"action": "created_drop", "thumbprint": thumb(2)}])
-    code, stdout, _ = invoke("run", str(path), "--out", str(tmp_path / "o"))
+    code, _, stderr = invoke("run", str(path), "--out", str(tmp_path / "o"))
     assert code == 0
     results = read_results(tmp_path / "o")
     assert [r["status"] for r in results] == ["created", "created"]
@@ -162,7 +163,7 @@ def test_dropped_connection_after_send_is_reconciled_not_posted_twice(graph, tmp
     assert len(records) == 2
     assert results[1]["id"] in {r["id"] for r in records}
     assert graph.stats()["posts"] == 2  # the lost answer was looked up, not posted again
-    assert "reconciled 1" in stdout
+    assert "reconciled 1" in stderr
 
 
 def test_dropped_connection_before_create_is_posted_again_after_the_lookup(graph, tmp_path):
@@ -207,7 +208,7 @@ def test_subprocess_run_and_secret_never_printed(graph, tmp_path):
         check=False,
     )
     assert proc.returncode == 1, proc.stderr
-    assert "created" in proc.stdout
+    assert "created" in proc.stderr
     assert "Traceback" not in proc.stderr
     everything = proc.stdout + proc.stderr
     for report in (tmp_path / "o").iterdir():

@@ -1,0 +1,86 @@
+"""How a run's outcome is told to people: which counts matter, and what to run next.
+
+Shared by the summary the CLI prints on exit and by ``report.html``, so both give the same
+advice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from importer import errors
+from importer.outcome import (
+    CHANGED,
+    CREATED,
+    FAILED,
+    REJECTED,
+    SKIPPED,
+    STATUSES,
+    UNKNOWN,
+    UPDATED,
+    VALID,
+)
+
+if TYPE_CHECKING:
+    from importer.runner import RunSummary
+
+# The statuses each mode can produce, in the order they are shown.
+MODE_STATUSES: dict[str, tuple[str, ...]] = {
+    "run": (CREATED, UPDATED, SKIPPED, CHANGED, REJECTED, FAILED, UNKNOWN),
+    "plan": (VALID, SKIPPED, CHANGED, REJECTED),
+    "validate": (VALID, REJECTED),
+    "dry-run": (VALID, REJECTED),
+}
+EXIT_MEANINGS = {
+    errors.EXIT_OK: "every row done",
+    errors.EXIT_INCOMPLETE: "finished; some rows need attention",
+    errors.EXIT_USAGE: "refused: nothing was posted",
+    errors.EXIT_ABORTED: "aborted",
+    errors.EXIT_INTERRUPTED: "interrupted",
+}
+
+
+def shown_statuses(mode: str, counts: dict[str, int]) -> list[str]:
+    """The statuses worth a line: the mode's main one always, the others when not zero."""
+    statuses = MODE_STATUSES.get(mode, STATUSES)
+    main = statuses[0]
+    return [s for s in statuses if s == main or counts.get(s, 0)]
+
+
+def next_steps(summary: RunSummary) -> list[str]:
+    """Commands (with a word of why) that take the operator on from this run."""
+    counts = summary.counts
+    out_dir = Path(summary.out_dir)
+    failed_csv = out_dir / "failed.csv"
+    rejected = counts.get(REJECTED, 0)
+    steps: list[str] = []
+    if summary.mode in ("validate", "plan", "dry-run"):
+        if rejected:
+            steps.append(f"fix the rows in {failed_csv}, then: certimport validate {failed_csv}")
+        if summary.mode != "validate" or not rejected:
+            steps.append(f"certimport run {summary.input}")
+        return steps
+    retryable = counts.get(FAILED, 0) + counts.get(UNKNOWN, 0)
+    if summary.exit_code == errors.EXIT_ABORTED:
+        steps.append(f"fix what stopped the run, then: certimport retry {out_dir}")
+    elif retryable:
+        steps.append(
+            f"certimport retry {out_dir}   # re-sends the {retryable:,} failed/unknown row(s)"
+        )
+    if rejected:
+        steps.append(f"fix the rejected rows in {failed_csv}, then: certimport run {failed_csv}")
+    if counts.get(CHANGED, 0):
+        steps.append(
+            f"certimport run {summary.input} --update   "
+            f"# applies the {counts[CHANGED]:,} changed row(s)"
+        )
+    return steps
+
+
+def exit_meaning(code: int) -> str:
+    """A few words on what an exit code means."""
+    return EXIT_MEANINGS.get(code, "internal error")
+
+
+__all__ = ["MODE_STATUSES", "exit_meaning", "next_steps", "shown_statuses"]
