@@ -171,7 +171,13 @@ def certimport(
 ) -> Result:
     """Run one certimport case and read its summary."""
     out = work / "out" / name.replace(" ", "-")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        # every case starts from an empty journal unless it asks for a shared one
+        "CERTIMPORT_STATE_DIR": str(work / "state" / name.replace(" ", "-")),
+        **(env_extra or {}),
+    }
     if emulator is not None:
         env.update(
             CERTIMPORT_BASE_URL=f"{emulator.root}/beta",

@@ -12,6 +12,7 @@ import contextlib
 import csv
 import functools
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -245,11 +246,16 @@ async def _run(
             await emulator.close()
 
 
+def _tenant(settings: Settings) -> str:
+    """The tenant a journal belongs to: the setting, else AZURE_TENANT_ID (as auth uses it)."""
+    return settings.tenant_id or os.environ.get("AZURE_TENANT_ID", "")
+
+
 def _journal(settings: Settings, *, lock: bool) -> Journal:
     state_dir = Path(settings.state_dir) if settings.state_dir else default_state_dir()
     run_id = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S.%fZ")
     return Journal.for_target(
-        state_dir, settings.graph_root, settings.tenant_id, run_id=run_id, lock=lock
+        state_dir, settings.graph_root, _tenant(settings), run_id=run_id, lock=lock
     )
 
 
@@ -677,7 +683,7 @@ def _open_journal(config: str | None, state_dir: str | None) -> Journal:
     handle = _journal(settings, lock=False)
     if not handle.path.exists():
         raise errors.UsageError(
-            f"no journal for {settings.graph_root} (tenant {settings.tenant_id or 'default'}) "
+            f"no journal for {settings.graph_root} (tenant {_tenant(settings) or 'default'}) "
             f"at {handle.path}: nothing has been run against this target yet"
         )
     return handle

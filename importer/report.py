@@ -16,8 +16,11 @@ from typing import IO, Any
 
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
-from importer.outcome import CREATED, DONE, VALID, Outcome
+from importer.outcome import DONE, VALID, Outcome
 
 RESULT_COLUMNS = (
     "line",
@@ -33,7 +36,7 @@ RESULT_COLUMNS = (
 )
 ERROR_COLUMN = "import_error"
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_DONE = frozenset({CREATED, VALID})
+_DONE = DONE | {VALID}  # rows that need nothing more: not written to failed.csv
 
 
 def neutralise(cell: str) -> str:
@@ -44,6 +47,16 @@ def neutralise(cell: str) -> str:
 def _neutralised(cells: Sequence[str]) -> list[str]:
     starts = _FORMULA_STARTS
     return [("'" + c) if c[:1] in starts else c for c in cells]
+
+
+_CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed", eol="\r\n")
+
+
+def _neutralised_arrow(cells: Sequence[str]) -> pa.Array:
+    """:func:`neutralise` for a whole column, vectorised."""
+    column = pa.array(cells, pa.string())
+    risky = pc.match_substring_regex(column, r"^[=+\-@\t\r]")
+    return pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
 
 
 def make_private_dir(path: Path) -> None:
@@ -153,20 +166,24 @@ class ReportWriter:
     ) -> None:
         """Append one chunk: its records' lines, outcomes, keys and original cells."""
         statuses = [o.status for o in outcomes]
-        result_rows = zip(
-            lines,
-            statuses,
-            [o.id for o in outcomes],
-            _neutralised(thumbprints),
-            _neutralised(devices),
-            ["" if o.http_status is None else o.http_status for o in outcomes],
-            _neutralised([o.error_code for o in outcomes]),
-            _neutralised([o.error_message for o in outcomes]),
-            [o.attempts for o in outcomes],
-            [o.request_id for o in outcomes],
-            strict=True,
+        # Arrow writes CSV in C++: a million result rows in a fraction of a second.
+        table = pa.table(
+            {
+                "line": pa.array(lines, pa.int64()),
+                "status": pa.array(statuses, pa.string()),
+                "id": pa.array([o.id for o in outcomes], pa.string()),
+                "certificateThumbprint": _neutralised_arrow(thumbprints),
+                "managedDeviceDisplayName": _neutralised_arrow(devices),
+                "http_status": pa.array([o.http_status for o in outcomes], pa.int64()),
+                "error_code": _neutralised_arrow([o.error_code for o in outcomes]),
+                "error_message": _neutralised_arrow([o.error_message for o in outcomes]),
+                "attempts": pa.array([o.attempts for o in outcomes], pa.int64()),
+                "request_id": pa.array([o.request_id for o in outcomes], pa.string()),
+            }
         )
-        self._results.writer.writerows(result_rows)
+        sink = pa.BufferOutputStream()
+        pa_csv.write_csv(table, sink, _CSV_OPTIONS)
+        self._results.handle.write(sink.getvalue().to_pybytes().decode("utf-8"))
         self._results.rows += len(statuses)
         failed_positions = [i for i, s in enumerate(statuses) if s not in _DONE]
         if failed_positions:

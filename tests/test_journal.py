@@ -43,6 +43,7 @@ def test_rerun_of_the_same_file_sends_nothing(graph, tmp_path):
     assert {r["line"]: r["id"] for r in results} == first
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["counts"]["skipped"] == 40
+    assert read_results(tmp_path / "b", "failed.csv") == []  # nothing left to do
     assert "skipped" in stderr  # the run's summary table is on stderr
 
 
