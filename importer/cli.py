@@ -16,6 +16,7 @@ import os
 import signal
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -223,6 +224,7 @@ async def _run(
     monitor: RunMonitor | None = None,
 ) -> RunSummary:
     emulator = None
+    scratch: tempfile.TemporaryDirectory[str] | None = None
     if use_emulator:
         from importer.emulator import EmulatorConfig, GraphEmulator
 
@@ -234,6 +236,10 @@ async def _run(
             "auth_method": "static",
             "access_token": emulator.issue_token(),
         }
+        if not overrides.get("state_dir"):
+            # The emulator forgets everything when it stops: so does its journal.
+            scratch = tempfile.TemporaryDirectory(prefix="certimport-emulator-")
+            overrides["state_dir"] = scratch.name
         _say(f"using the built-in Graph emulator at {emulator.base_url}")
     try:
         settings = load_settings(config, overrides=overrides)
@@ -244,6 +250,8 @@ async def _run(
     finally:
         if emulator is not None:
             await emulator.close()
+        if scratch is not None:
+            scratch.cleanup()
 
 
 def _tenant(settings: Settings) -> str:
