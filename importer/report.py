@@ -52,9 +52,9 @@ def _neutralised(cells: Sequence[str]) -> list[str]:
 _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed", eol="\r\n")
 
 
-def _neutralised_arrow(cells: Sequence[str]) -> pa.Array:
+def _neutralised_arrow(cells: Sequence[str] | pa.Array) -> pa.Array:
     """:func:`neutralise` for a whole column, vectorised."""
-    column = pa.array(cells, pa.string())
+    column = cells if isinstance(cells, pa.Array) else pa.array(cells, pa.string())
     risky = pc.match_substring_regex(column, r"^[=+\-@\t\r]")
     return pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
 
@@ -166,19 +166,27 @@ class ReportWriter:
     ) -> None:
         """Append one chunk: its records' lines, outcomes, keys and original cells."""
         statuses = [o.status for o in outcomes]
+        first = outcomes[0] if outcomes else None
+        same = first is not None and all(o is first for o in outcomes)  # e.g. all `valid`
+
+        def column(attr: str, kind: pa.DataType) -> pa.Array:
+            if same:
+                return pa.repeat(pa.scalar(getattr(first, attr), kind), len(outcomes))
+            return pa.array([getattr(o, attr) for o in outcomes], kind)
+
         # Arrow writes CSV in C++: a million result rows in a fraction of a second.
         table = pa.table(
             {
                 "line": pa.array(lines, pa.int64()),
                 "status": pa.array(statuses, pa.string()),
-                "id": pa.array([o.id for o in outcomes], pa.string()),
+                "id": column("id", pa.string()),
                 "certificateThumbprint": _neutralised_arrow(thumbprints),
                 "managedDeviceDisplayName": _neutralised_arrow(devices),
-                "http_status": pa.array([o.http_status for o in outcomes], pa.int64()),
-                "error_code": _neutralised_arrow([o.error_code for o in outcomes]),
-                "error_message": _neutralised_arrow([o.error_message for o in outcomes]),
-                "attempts": pa.array([o.attempts for o in outcomes], pa.int64()),
-                "request_id": pa.array([o.request_id for o in outcomes], pa.string()),
+                "http_status": column("http_status", pa.int64()),
+                "error_code": _neutralised_arrow(column("error_code", pa.string())),
+                "error_message": _neutralised_arrow(column("error_message", pa.string())),
+                "attempts": column("attempts", pa.int64()),
+                "request_id": column("request_id", pa.string()),
             }
         )
         sink = pa.BufferOutputStream()
