@@ -251,11 +251,14 @@ class GraphClient:
             async with self._session.request(
                 method, url, data=data, headers=headers, allow_redirects=False
             ) as response:
-                text = await response.text()
+                raw = await response.read()
+                text = ""
                 try:
-                    payload = orjson.loads(text) if text else None
+                    payload = orjson.loads(raw) if raw else None
                 except orjson.JSONDecodeError:
                     payload = None
+                    # not JSON (a proxy's HTML page, say): keep its text for the error message
+                    text = raw.decode(response.get_encoding(), errors="replace")
                 if response.status >= 300:
                     request_id = response.headers.get("request-id", "")
                     log.info(
