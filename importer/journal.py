@@ -332,7 +332,7 @@ class Journal:
                 "attempts, last_error, run_id, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET "
-                "body_hash = CASE WHEN excluded.status IN ('created', 'updated', 'unknown') "
+                "body_hash = CASE WHEN excluded.status IN ('created', 'updated') "
                 "  THEN excluded.body_hash ELSE rows.body_hash END, "
                 "status = CASE WHEN rows.status IN ('created', 'updated') "
                 "  AND excluded.status NOT IN ('created', 'updated') "
