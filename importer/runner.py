@@ -328,6 +328,9 @@ class Runner:
                     request.path,
                     "changed while it was being read; run again once the export is complete",
                 )
+            if not records and request.only_statuses:
+                wanted = " or ".join(request.only_statuses)
+                raise InputError(request.path, f"has no {wanted} rows: nothing to retry")
             if not records:
                 raise InputError(request.path, "no data rows after the header")
             if request.strict and invalid:

@@ -346,3 +346,11 @@ def test_a_lost_answer_to_an_update_keeps_the_old_body_so_the_next_run_patches_a
         journal.commit()
         entry = journal.lookup(["k"])["k"]
     assert (entry.status, entry.body_hash, entry.graph_id) == ("created", 1, "id-1")
+
+
+def test_retry_with_nothing_to_retry_says_so(graph, tmp_path):
+    path = write_inventory(tmp_path / "inv.csv", [row(1), row(2, certificateSerialNumber="zz")])
+    assert invoke("run", str(path), "--out", str(tmp_path / "first"))[0] == 1
+    code, _, stderr = invoke("retry", str(tmp_path / "first"), "--out", str(tmp_path / "again"))
+    assert code == 2
+    assert "has no failed or unknown rows: nothing to retry" in stderr
