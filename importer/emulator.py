@@ -25,6 +25,7 @@ import asyncio
 import base64
 import binascii
 import bisect
+import contextlib
 import dataclasses
 import hmac
 import ipaddress
@@ -482,13 +483,11 @@ def _encode_skiptoken(seq: int) -> str:
 
 
 def _decode_skiptoken(token: str) -> int:
-    try:
+    with contextlib.suppress(binascii.Error, UnicodeDecodeError, ValueError):
         text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         prefix, _, number = text.partition(":")
         if prefix == "emulator-cursor" and number.isdigit():
             return int(number)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
     raise _GraphError(400, "BadRequest", f"The $skiptoken '{token}' is invalid.")
 
 
@@ -1509,7 +1508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        pass
+        return 0  # Ctrl-C is how an operator stops the emulator
     return 0
 
 
