@@ -31,6 +31,8 @@ HEADER = [
     "certificateKeyUsages",
     "certificateExtendedKeyUsages",
 ]
+# Every writable property, in Graph's order (HEADER lacks the optional last-change date).
+ALL_COLUMNS = [*HEADER[:7], "certificateRevokeStatusLastChangeDateTime", *HEADER[7:]]
 
 
 def thumb(n: int) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import HEADER
 
 from importer.dialect import parse_delimiter
 from importer.errors import InputError
@@ -22,19 +23,7 @@ from importer.schema import Validator
 from importer.source import CsvSource
 
 ODATA = "#microsoft.graph.managedAllDeviceCertificateState"
-COLUMNS = [
-    "certificateThumbprint",
-    "certificateSerialNumber",
-    "managedDeviceDisplayName",
-    "userPrincipalName",
-    "certificateIssuerName",
-    "certificateSubjectName",
-    "certificateRevokeStatus",
-    "certificateIssuanceDateTime",
-    "certificateExpirationDateTime",
-    "certificateKeyUsages",
-    "certificateExtendedKeyUsages",
-]
+COLUMNS = list(HEADER)
 
 
 def cells(n: int, **changes: str) -> list[str]:

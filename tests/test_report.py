@@ -10,25 +10,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import HEADER
 
 from importer.cli import cli
 from importer.outcome import CREATED, FAILED, REJECTED, UNKNOWN, VALID, Outcome
 from importer.report import RESULT_COLUMNS, ReportWriter, neutralise
 from importer.source import CsvSource
 
-COLUMNS = [
-    "certificateThumbprint",
-    "certificateSerialNumber",
-    "managedDeviceDisplayName",
-    "userPrincipalName",
-    "certificateIssuerName",
-    "certificateSubjectName",
-    "certificateRevokeStatus",
-    "certificateIssuanceDateTime",
-    "certificateExpirationDateTime",
-    "certificateKeyUsages",
-    "certificateExtendedKeyUsages",
-]
+COLUMNS = list(HEADER)
 
 
 @pytest.fixture(autouse=True)

@@ -9,24 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import ALL_COLUMNS
 
 from importer.errors import InputError
 from importer.source import CsvSource
 
-COLUMNS = [
-    "certificateThumbprint",
-    "certificateSerialNumber",
-    "managedDeviceDisplayName",
-    "userPrincipalName",
-    "certificateIssuerName",
-    "certificateSubjectName",
-    "certificateRevokeStatus",
-    "certificateRevokeStatusLastChangeDateTime",
-    "certificateIssuanceDateTime",
-    "certificateExpirationDateTime",
-    "certificateKeyUsages",
-    "certificateExtendedKeyUsages",
-]
+COLUMNS = list(ALL_COLUMNS)
 HEADER = ",".join(COLUMNS)
 REQUIRED = [c for c in COLUMNS if c != "certificateRevokeStatusLastChangeDateTime"]
 

@@ -11,25 +11,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import ALL_COLUMNS
 
 from importer.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
-COLUMNS = [
-    "certificateThumbprint",
-    "certificateSerialNumber",
-    "managedDeviceDisplayName",
-    "userPrincipalName",
-    "certificateIssuerName",
-    "certificateSubjectName",
-    "certificateRevokeStatus",
-    "certificateRevokeStatusLastChangeDateTime",
-    "certificateIssuanceDateTime",
-    "certificateExpirationDateTime",
-    "certificateKeyUsages",
-    "certificateExtendedKeyUsages",
-]
+COLUMNS = list(ALL_COLUMNS)
 HEADER = ",".join(COLUMNS)
 R_THUMB = "is not a SHA-1 thumbprint: 40 hex digits after removing spaces and colons"
 R_SERIAL = "is not a serial number: 1 to 40 hex digits after removing spaces and colons"
