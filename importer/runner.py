@@ -42,6 +42,7 @@ from importer.outcome import (
     SKIPPED,
     STATUSES,
     UNKNOWN,
+    UPDATED,
     VALID,
     Outcome,
 )
@@ -488,7 +489,7 @@ class Runner:
             elif entry.in_doubt:
                 job.kind = "reconcile"
                 jobs.append(job)
-            elif entry.status in (CREATED, "updated"):
+            elif entry.status in (CREATED, UPDATED):
                 if entry.body_hash == body_hash:
                     outcomes[pos] = Outcome(SKIPPED, id=entry.graph_id)
                 elif self.settings.update:
@@ -565,16 +566,23 @@ class Runner:
                 outcomes = [o for o in done.outcomes if o is not None]
                 self._write(writer, done.vc, outcomes, counts)
 
-        def settle(job: _Job, outcome: Outcome) -> None:
+        def mark(job: _Job, outcome: Outcome) -> None:
             job.slot.outcomes[job.pos] = outcome
             job.slot.remaining -= 1
             monitor.settled(outcome.status)
             if row_debug:
                 _log_row(job.slot.vc, job.pos, outcome)
+
+        def unsent(jobs: list[_Job], *, intended: bool) -> None:
+            """The run stopped before these rows were sent: report them, withdraw intents."""
+            for job in jobs:
+                mark(job, self._not_sent())
+            if intended and journal is not None:
+                journal.abandon([job.key for job in jobs])
+
+        def settle(job: _Job, outcome: Outcome) -> None:
+            mark(job, outcome)
             if journal is None:
-                return
-            if outcome.error_code == "NotSent":
-                journal.abandon([job.key])
                 return
             journal.record(
                 Record(
@@ -591,8 +599,7 @@ class Runner:
 
         async def handle(jobs: list[_Job]) -> None:
             if self.stopping or self.abort is not None:
-                for job in jobs:
-                    settle(job, self._not_sent())
+                unsent(jobs, intended=True)
                 return
             try:
                 if len(jobs) > 1:
@@ -660,12 +667,7 @@ class Runner:
                 for start in range(0, len(jobs), INTENT_GROUP):
                     group = jobs[start : start + INTENT_GROUP]
                     if self.stopping or self.abort is not None:
-                        for job in group:
-                            job.slot.outcomes[job.pos] = not_sent = self._not_sent()
-                            job.slot.remaining -= 1
-                            monitor.settled(not_sent.status)
-                            if row_debug:
-                                _log_row(vc, job.pos, not_sent)
+                        unsent(group, intended=False)
                         continue
                     if journal is not None:
                         journal.intend((j.key, j.thumbprint, j.device, j.body_hash) for j in group)
