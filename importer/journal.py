@@ -19,12 +19,13 @@ import os
 import re
 import socket
 import sqlite3
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+
+import orjson
 
 from importer.errors import LockHeld, UsageError
 
@@ -79,6 +80,17 @@ def target_name(graph_root: str, tenant: str) -> str:
 def row_key(thumbprint: str, device: str) -> str:
     """The journal key of a row."""
     return f"{thumbprint}\x1f{device}"
+
+
+def _json(items: Iterable[Any]) -> str:
+    """A JSON array for ``json_each``: one statement writes a whole group, so the database
+    works through it without coming back to Python (and the GIL) for every row."""
+    return orjson.dumps(list(items)).decode()
+
+
+def _fields(count: int, start: int = 0) -> str:
+    """``json_extract(value, '$[i]')`` for ``count`` array elements from ``start``."""
+    return ", ".join(f"json_extract(value, '$[{i}]')" for i in range(start, start + count))
 
 
 def _now() -> str:
@@ -173,8 +185,6 @@ class Journal:
         os.chmod(path.parent, 0o700)
         self._lock = JournalLock(path.with_name(path.name + ".lock")) if lock else None
         self._db: sqlite3.Connection | None = None
-        self._pending: list[Record] = []
-        self._last_commit = time.monotonic()
 
     @classmethod
     def for_target(
@@ -225,9 +235,8 @@ class Journal:
         return self._db
 
     def close(self) -> None:
-        """Commit what is pending, close the database and release the lock."""
+        """Close the database and release the lock."""
         if self._db is not None:
-            self.commit()
             self._db.close()
             self._db = None
         if self._lock is not None:
@@ -291,46 +300,36 @@ class Journal:
         """Durably record that these keys (key, thumbprint, device, body hash) are being sent."""
         now = _now()
         with self._transaction():
-            self.db.executemany(
+            self.db.execute(
                 "INSERT INTO rows (key, thumbprint, device, status, run_id, intent_run, "
                 "intent_hash, intent_at, created_at, updated_at) "
-                "VALUES (?, ?, ?, 'new', ?, ?, ?, ?, ?, ?) "
+                f"SELECT {_fields(3)}, 'new', :run, :run, {_fields(1, 3)}, :now, :now, :now "
+                "FROM json_each(:items) WHERE true "
                 "ON CONFLICT(key) DO UPDATE SET intent_run = excluded.intent_run, "
                 "intent_hash = excluded.intent_hash, intent_at = excluded.intent_at",
-                [
-                    (key, thumb, device, self.run_id, self.run_id, body_hash, now, now, now)
-                    for key, thumb, device, body_hash in items
-                ],
+                {"items": _json(items), "run": self.run_id, "now": now},
             )
 
     def abandon(self, keys: Iterable[str]) -> None:
         """Forget the intents of keys that were never sent (the run stopped first)."""
         with self._transaction():
-            self.db.executemany(
+            self.db.execute(
                 "UPDATE rows SET intent_run = NULL, intent_hash = NULL, intent_at = NULL "
-                "WHERE key = ? AND intent_run = ?",
-                [(key, self.run_id) for key in keys],
+                "WHERE key IN (SELECT value FROM json_each(?)) AND intent_run = ?",
+                (_json(keys), self.run_id),
             )
             self.db.execute("DELETE FROM rows WHERE status = 'new' AND intent_run IS NULL")
 
-    def record(self, record: Record) -> None:
-        """Queue an outcome; it is durable after the next :meth:`commit`."""
-        self._pending.append(record)
-        if len(self._pending) >= 256 or time.monotonic() - self._last_commit > 1.0:
-            self.commit()
-
-    def commit(self) -> None:
-        """Make every queued outcome durable."""
-        self._last_commit = time.monotonic()
-        if not self._pending:
+    def store(self, records: Sequence[Record]) -> None:
+        """Make these outcomes durable (one transaction; an intent of theirs is cleared)."""
+        if not records:
             return
-        pending, self._pending = self._pending, []
         now = _now()
         with self._transaction():
-            self.db.executemany(
+            self.db.execute(
                 "INSERT INTO rows (key, thumbprint, device, body_hash, status, graph_id, "
                 "attempts, last_error, run_id, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"SELECT {_fields(8)}, :run, :now, :now FROM json_each(:items) WHERE true "
                 "ON CONFLICT(key) DO UPDATE SET "
                 "body_hash = CASE WHEN excluded.status IN ('created', 'updated') "
                 "  THEN excluded.body_hash ELSE rows.body_hash END, "
@@ -343,22 +342,23 @@ class Journal:
                 "last_error = excluded.last_error, run_id = excluded.run_id, "
                 "intent_run = NULL, intent_hash = NULL, intent_at = NULL, "
                 "updated_at = excluded.updated_at",
-                [
-                    (
-                        r.key,
-                        r.thumbprint,
-                        r.device,
-                        r.body_hash,
-                        r.status,
-                        r.graph_id,
-                        r.attempts,
-                        r.last_error,
-                        self.run_id,
-                        now,
-                        now,
-                    )
-                    for r in pending
-                ],
+                {
+                    "items": _json(
+                        (
+                            r.key,
+                            r.thumbprint,
+                            r.device,
+                            r.body_hash,
+                            r.status,
+                            r.graph_id,
+                            r.attempts,
+                            r.last_error,
+                        )
+                        for r in records
+                    ),
+                    "run": self.run_id,
+                    "now": now,
+                },
             )
 
     def start_run(self, source: str, sha256: str, mode: str, started: str) -> None:
@@ -374,7 +374,6 @@ class Journal:
         self, records: int, exit_code: int, out_dir: str, counts: dict[str, int]
     ) -> None:
         """Note the end of this run."""
-        self.commit()
         with self._transaction():
             self.db.execute(
                 "UPDATE runs SET finished = ?, records = ?, exit_code = ?, out_dir = ?, "

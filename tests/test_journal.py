@@ -340,10 +340,8 @@ def test_journal_can_be_opened_without_lock_for_reading(tmp_path):
 
 def test_a_lost_answer_to_an_update_keeps_the_old_body_so_the_next_run_patches_again(tmp_path):
     with Journal(tmp_path / "j.sqlite", run_id="r1") as journal:
-        journal.record(Record("k", "T", "D", 1, "created", "id-1", 1))
-        journal.commit()
-        journal.record(Record("k", "T", "D", 2, "unknown", "", 1, "Timeout: no answer"))
-        journal.commit()
+        journal.store([Record("k", "T", "D", 1, "created", "id-1", 1)])
+        journal.store([Record("k", "T", "D", 2, "unknown", "", 1, "Timeout: no answer")])
         entry = journal.lookup(["k"])["k"]
     assert (entry.status, entry.body_hash, entry.graph_id) == ("created", 1, "id-1")
 
