@@ -59,6 +59,7 @@ Say = Callable[[str], None]
 # Rows a ``retry`` re-sends from a failed.csv: those whose import_error starts with these.
 RETRY_STATUSES = (FAILED, UNKNOWN)
 INTENT_GROUP = 256  # intents made durable together, just before their rows are queued
+OUTCOME_GROUP = 256  # outcomes made durable together (and at least once a second)
 RECONCILE_ROUNDS = 3  # lookup → re-post cycles for a row whose answers keep getting lost
 
 
@@ -323,7 +324,7 @@ class Runner:
         if request.mode == "run":
             self.monitor.phase = "validating"
             before = _stamp(request.path)
-            records, invalid = await self._off_loop(self._scan, source, problems)
+            records, invalid, only = await self._off_loop(self._scan, source, problems)
             if _stamp(request.path) != before:
                 raise InputError(
                     request.path,
@@ -347,7 +348,7 @@ class Runner:
                 self.monitor.begin(records, pacer=client.pacer, stats=client.stats)
                 sampler = asyncio.create_task(self.monitor.sample_every(1.0))
                 try:
-                    await self._send(source, client, writer, counts)
+                    await self._send(source, client, writer, counts, only)
                 finally:
                     sampler.cancel()
                     self.monitor.sample()
@@ -412,14 +413,24 @@ class Runner:
             done = summary.counts[VALID] + summary.counts[SKIPPED]
         return errors.EXIT_OK if done == summary.records else errors.EXIT_INCOMPLETE
 
-    def _scan(self, source: CsvSource, problems: _Problems) -> tuple[int, int]:
+    def _scan(
+        self, source: CsvSource, problems: _Problems
+    ) -> tuple[int, int, ValidatedChunk | None]:
+        """The first pass: (records, invalid records, the chunk if the file is only one).
+
+        A file that fits in one chunk is read and validated once: the sending pass reuses it
+        (it would hold that chunk in memory anyway).
+        """
         records = invalid = 0
+        chunks: list[ValidatedChunk] = []
         for vc in self._validated(source):
             records += len(vc.valid)
             invalid += len(vc.problems)
             problems.report(vc)
             self.monitor.scanned = records
-        return records, invalid
+            if len(chunks) < 2:
+                chunks.append(vc)
+        return records, invalid, chunks[0] if len(chunks) == 1 else None
 
     def _write_unsent(
         self,
@@ -548,23 +559,84 @@ class Runner:
         assert outcome is not None
         return outcome
 
+    def _prepare(self, chunks: Iterator[ValidatedChunk]) -> tuple[_Pending, list[_Job]] | None:
+        """Read the next chunk and decide each row; the jobs carry their bodies (chunk thread)."""
+        vc = next(chunks, None)
+        if vc is None:
+            return None
+        slot = _Pending(vc, [None] * len(vc.valid), 0)
+        for pos in vc.problems:
+            slot.outcomes[pos] = _rejection(vc, pos)
+        jobs = self._decide(vc, np.flatnonzero(vc.valid), slot.outcomes, slot)
+        bodies = build_bodies(vc.values, np.array([job.pos for job in jobs], dtype=int))
+        for job, body in zip(jobs, bodies, strict=True):
+            job.body = body
+        slot.remaining = len(jobs)
+        return slot, jobs
+
     async def _send(
-        self, source: CsvSource, client: GraphClient, writer: ReportWriter, counts: Counter[str]
+        self,
+        source: CsvSource,
+        client: GraphClient,
+        writer: ReportWriter,
+        counts: Counter[str],
+        only: ValidatedChunk | None = None,
     ) -> None:
+        """The sending pass. The event loop only sends and settles rows; reading, deciding,
+        journal writes and report writes run in order on the chunk thread."""
         concurrency = self.settings.concurrency
         queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=concurrency * 4)
         pending: deque[_Pending] = deque()
         journal = self.journal
         monitor = self.monitor
         row_debug = log.isEnabledFor(logging.DEBUG)
+        loop = asyncio.get_running_loop()
+        records: list[Record] = []  # outcomes not yet handed to the chunk thread
+        writes: deque[asyncio.Future[None]] = deque()  # chunk-thread writes, in order
+        failed: list[BaseException] = []
+        last_store = time.monotonic()
+
+        def in_order(func: Callable[..., None], *args: Any) -> asyncio.Future[None]:
+            """Queue a journal or report write behind the earlier ones (chunk thread).
+
+            After a failed write nothing more is written: no report line may claim an outcome
+            the journal did not keep. The failure is raised in the loop on the next call.
+            """
+
+            def guarded() -> None:
+                if failed:
+                    raise failed[0]
+                try:
+                    func(*args)
+                except BaseException as exc:
+                    failed.append(exc)
+                    raise
+
+            while writes and writes[0].done():
+                writes.popleft().result()
+            future = loop.run_in_executor(self._executor, guarded)
+            writes.append(future)
+            return future
+
+        def store() -> None:
+            nonlocal last_store
+            last_store = time.monotonic()
+            if records and journal is not None:
+                in_order(journal.store, records[:])
+                records.clear()
+
+        def publish(done: list[_Pending]) -> None:  # chunk thread
+            for slot in done:
+                outcomes = [o for o in slot.outcomes if o is not None]
+                self._write(writer, slot.vc, outcomes, counts)
 
         def flush() -> None:
+            done: list[_Pending] = []
             while pending and pending[0].remaining == 0:
-                done = pending.popleft()
-                if journal is not None:
-                    journal.commit()  # outcomes are durable before the report claims them
-                outcomes = [o for o in done.outcomes if o is not None]
-                self._write(writer, done.vc, outcomes, counts)
+                done.append(pending.popleft())
+            if done:
+                store()  # outcomes are durable before the report claims them
+                in_order(publish, done)
 
         def mark(job: _Job, outcome: Outcome) -> None:
             job.slot.outcomes[job.pos] = outcome
@@ -578,13 +650,19 @@ class Runner:
             for job in jobs:
                 mark(job, self._not_sent())
             if intended and journal is not None:
-                journal.abandon([job.key for job in jobs])
+                in_order(journal.abandon, [job.key for job in jobs])
+
+        def intend(group: list[_Job]) -> asyncio.Future[None] | None:
+            if journal is None:
+                return None
+            intents = [(j.key, j.thumbprint, j.device, j.body_hash) for j in group]
+            return in_order(journal.intend, intents)
 
         def settle(job: _Job, outcome: Outcome) -> None:
             mark(job, outcome)
             if journal is None:
                 return
-            journal.record(
+            records.append(
                 Record(
                     job.key,
                     job.thumbprint,
@@ -596,6 +674,8 @@ class Runner:
                     f"{outcome.error_code}: {outcome.error_message}" if outcome.error_code else "",
                 )
             )
+            if len(records) >= OUTCOME_GROUP or time.monotonic() - last_store > 1.0:
+                store()
 
         async def handle(jobs: list[_Job]) -> None:
             if self.stopping or self.abort is not None:
@@ -646,41 +726,47 @@ class Runner:
                 flush()
 
         async def produce() -> None:
-            chunks = self._validated(source)
-            while (vc := await self._off_loop(next, chunks, None)) is not None:
-                rows = np.flatnonzero(vc.valid)
-                slot = _Pending(vc, [None] * len(vc.valid), len(vc.valid))
-                for pos in vc.problems:
-                    slot.outcomes[pos] = _rejection(vc, pos)
-                jobs = self._decide(vc, rows, slot.outcomes, slot)
-                bodies = build_bodies(vc.values, np.array([job.pos for job in jobs], dtype=int))
-                for job, body in zip(jobs, bodies, strict=True):
-                    job.body = body
-                slot.remaining = len(jobs)
+            chunks = iter([only]) if only is not None else self._validated(source)
+            while (prepared := await self._off_loop(self._prepare, chunks)) is not None:
+                slot, jobs = prepared
                 pending.append(slot)
                 if len(jobs) < len(slot.outcomes):  # rejected, skipped or changed: no request
                     for pos, settled in enumerate(slot.outcomes):
                         if settled is not None:
                             monitor.settled(settled.status)
                             if row_debug:
-                                _log_row(vc, pos, settled)
-                for start in range(0, len(jobs), INTENT_GROUP):
-                    group = jobs[start : start + INTENT_GROUP]
+                                _log_row(slot.vc, pos, settled)
+                groups = [jobs[i : i + INTENT_GROUP] for i in range(0, len(jobs), INTENT_GROUP)]
+                # The intents of the next group are written while this group is sent, so the
+                # workers never wait for the journal's fsync; each group's intents are durable
+                # before its first row is queued.
+                ahead = intend(groups[0]) if groups else None
+                for index, group in enumerate(groups):
+                    if ahead is not None:
+                        await ahead
                     if self.stopping or self.abort is not None:
-                        unsent(group, intended=False)
-                        continue
-                    if journal is not None:
-                        journal.intend((j.key, j.thumbprint, j.device, j.body_hash) for j in group)
+                        unsent(group, intended=True)
+                        for rest in groups[index + 1 :]:
+                            unsent(rest, intended=False)
+                        break
+                    ahead = intend(groups[index + 1]) if index + 1 < len(groups) else None
                     for job in group:
                         await queue.put(job)
                 flush()
             for _ in range(concurrency):
                 await queue.put(None)
 
-        async with asyncio.TaskGroup() as group:
-            for _ in range(concurrency):
-                group.create_task(worker())
-            group.create_task(produce())
-        flush()
-        if journal is not None:
-            journal.commit()
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(concurrency):
+                    group.create_task(worker())
+                group.create_task(produce())
+            flush()
+            store()
+        finally:
+            # every queued write finishes, even when the run failed: the reports are only
+            # discarded once nothing writes to them
+            results = await asyncio.gather(*writes, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
