@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import click
 
-from importer import __version__, errors
+from importer import __version__, aio, errors
 from importer.auth import build_token_source
 from importer.client import GraphClient
 from importer.config import Settings, load_settings
@@ -339,7 +339,7 @@ def _execute(
         )
         display = ProgressDisplay(monitor) if progress else contextlib.nullcontext()
         with display:
-            return asyncio.run(_run(request, config, overrides, use_emulator, monitor))
+            return aio.run(_run(request, config, overrides, use_emulator, monitor))
 
     try:
         summary = _guard(body)
@@ -841,7 +841,7 @@ def emulator(
 
     def body() -> None:
         try:
-            asyncio.run(serve(config, host, port))
+            aio.run(serve(config, host, port))
         except ValueError as exc:
             raise errors.UsageError(str(exc)) from None
         except OSError as exc:

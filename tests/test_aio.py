@@ -1,0 +1,72 @@
+"""The event loop choice: uvloop where installed, asyncio on request, a clear error otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from click.testing import CliRunner
+from conftest import read_results, row, write_inventory
+
+from importer import aio
+from importer.cli import cli
+from importer.client import RequestIds
+from importer.errors import UsageError
+
+uvloop = pytest.importorskip("uvloop")
+
+
+def test_uvloop_is_the_default_where_installed(monkeypatch):
+    monkeypatch.delenv(aio.EVENT_LOOP_ENV, raising=False)
+    assert aio.loop_name() == "uvloop"
+
+    async def kind() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert aio.run(kind()).startswith("uvloop")
+
+
+def test_asyncio_can_be_chosen(monkeypatch):
+    monkeypatch.setenv(aio.EVENT_LOOP_ENV, "asyncio")
+
+    async def kind() -> type:
+        return type(asyncio.get_running_loop())
+
+    assert not aio.run(kind()).__module__.startswith("uvloop")
+
+
+def test_an_unknown_loop_is_a_usage_error(monkeypatch):
+    with pytest.raises(UsageError, match="CERTIMPORT_EVENT_LOOP must be one of"):
+        aio.loop_factory("tokio")
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_run_works_on_either_loop(graph, tmp_path, monkeypatch, loop):
+    monkeypatch.setenv(aio.EVENT_LOOP_ENV, loop)
+    path = write_inventory(tmp_path / "inv.csv", [row(n) for n in range(20)])
+    result = CliRunner().invoke(cli, ["run", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.stderr
+    assert [r["status"] for r in read_results(tmp_path / "o")] == ["created"] * 20
+
+
+def test_a_bad_loop_setting_is_one_line_and_exit_2(graph, tmp_path, monkeypatch):
+    monkeypatch.setenv(aio.EVENT_LOOP_ENV, "tokio")
+    path = write_inventory(tmp_path / "inv.csv", [row(1)])
+    result = CliRunner().invoke(cli, ["run", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "CERTIMPORT_EVENT_LOOP must be one of auto, uvloop, asyncio" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert graph.stats()["posts"] == 0
+
+
+def test_client_request_ids_are_distinct_version_4_guids():
+    import uuid
+
+    first, second = RequestIds(), RequestIds()
+    ids = [first.next() for _ in range(1000)] + [second.next() for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    for value in ids[:3] + ids[-3:]:
+        parsed = uuid.UUID(value)
+        assert str(parsed) == value
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
