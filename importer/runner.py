@@ -49,7 +49,7 @@ from importer.outcome import (
 from importer.progress import RunMonitor
 from importer.report import ERROR_COLUMN, ReportWriter
 from importer.schema import ValidatedChunk, Validator
-from importer.source import CsvSource, file_sha256
+from importer.source import Chunk, CsvSource, file_sha256
 
 log = logging.getLogger("importer.runner")
 T = TypeVar("T")
@@ -60,6 +60,7 @@ Say = Callable[[str], None]
 RETRY_STATUSES = (FAILED, UNKNOWN)
 INTENT_GROUP = 256  # intents made durable together, just before their rows are queued
 OUTCOME_GROUP = 256  # outcomes made durable together (and at least once a second)
+SEND_SLICE = 2048  # rows decided and given bodies at a time in the sending pass
 RECONCILE_ROUNDS = 3  # lookup → re-post cycles for a row whose answers keep getting lost
 
 
@@ -115,6 +116,27 @@ def _rejection(vc: ValidatedChunk, pos: int) -> Outcome:
         for p in problems
     )
     return Outcome(REJECTED, error_code="InvalidRow", error_message=message)
+
+
+def _slices(vc: ValidatedChunk, size: int) -> Iterator[ValidatedChunk]:
+    """``vc`` in pieces of ``size`` records: sending starts before a whole chunk is prepared."""
+    total = len(vc.valid)
+    if total <= size:
+        yield vc
+        return
+    chunk = vc.chunk
+    for start in range(0, total, size):
+        stop = min(total, start + size)
+        yield ValidatedChunk(
+            Chunk(
+                chunk.raw.iloc[start:stop].reset_index(drop=True),
+                chunk.lines[start:stop],
+                {p - start: f for p, f in chunk.faults.items() if start <= p < stop},
+            ),
+            vc.values.iloc[start:stop].reset_index(drop=True),
+            vc.valid[start:stop],
+            {p - start: v for p, v in vc.problems.items() if start <= p < stop},
+        )
 
 
 def _stamp(path: str) -> tuple[int, int]:
@@ -585,7 +607,11 @@ class Runner:
         """The sending pass. The event loop only sends and settles rows; reading, deciding,
         journal writes and report writes run in order on the chunk thread."""
         concurrency = self.settings.concurrency
-        queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=concurrency * 4)
+        # Unbounded, but the producer only adds a group when it is nearly empty: rows queued
+        # one by one into a full queue would wake the producer for every row taken.
+        queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        low_water = concurrency * max(self.settings.batch, 2)
+        room = asyncio.Event()
         pending: deque[_Pending] = deque()
         journal = self.journal
         monitor = self.monitor
@@ -710,6 +736,8 @@ class Runner:
             finished = False
             while not finished:
                 job = await queue.get()
+                if queue.qsize() <= low_water:
+                    room.set()
                 if job is None:
                     return
                 jobs = [job]
@@ -726,7 +754,8 @@ class Runner:
                 flush()
 
         async def produce() -> None:
-            chunks = iter([only]) if only is not None else self._validated(source)
+            whole = iter([only]) if only is not None else self._validated(source)
+            chunks = (piece for vc in whole for piece in _slices(vc, SEND_SLICE))
             while (prepared := await self._off_loop(self._prepare, chunks)) is not None:
                 slot, jobs = prepared
                 pending.append(slot)
@@ -750,11 +779,14 @@ class Runner:
                             unsent(rest, intended=False)
                         break
                     ahead = intend(groups[index + 1]) if index + 1 < len(groups) else None
+                    while queue.qsize() > low_water:
+                        room.clear()
+                        await room.wait()
                     for job in group:
-                        await queue.put(job)
+                        queue.put_nowait(job)
                 flush()
             for _ in range(concurrency):
-                await queue.put(None)
+                queue.put_nowait(None)
 
         try:
             async with asyncio.TaskGroup() as group:

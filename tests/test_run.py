@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -245,3 +246,58 @@ def test_tokens_expiring_mid_run_are_renewed(graph, tmp_path, monkeypatch):
     assert code == 0, stderr
     assert len(graph.records()) == 30
     assert graph.stats()["token_requests"] >= 2
+
+
+@pytest.mark.parametrize("chunk_size", ["100", "50000"])
+def test_rows_across_chunks_and_send_slices_keep_their_lines(
+    graph, tmp_path, monkeypatch, chunk_size
+):
+    # several chunks, each sent in slices of 7 rows, with bad rows on and around the edges
+    monkeypatch.setattr("importer.runner.SEND_SLICE", 7)
+    monkeypatch.setenv("CERTIMPORT_CHUNK_SIZE", chunk_size)
+    bad = {0, 6, 7, 13, 99, 100, 101, 248}
+    rows = [row(n, certificateRevokeStatus="gone") if n in bad else row(n) for n in range(250)]
+    path = write_inventory(tmp_path / "inv.csv", rows)
+    code, _, _ = invoke("run", str(path), "--out", str(tmp_path / "o"), "--show-errors", "1")
+    assert code == 1
+    results = read_results(tmp_path / "o")
+    assert [int(r["line"]) for r in results] == list(range(2, 252))
+    assert [r["status"] for r in results] == [
+        "rejected" if n in bad else "created" for n in range(250)
+    ]
+    assert [r["certificateThumbprint"] for r in results] == [thumb(n) for n in range(250)]
+    records = {r["id"]: r["certificateThumbprint"] for r in graph.records()}
+    assert {r["id"]: r["certificateThumbprint"] for r in results if r["id"]} == records
+    assert len(records) == graph.stats()["posts"] == 250 - len(bad)
+    failed = read_results(tmp_path / "o", "failed.csv")
+    assert [f["certificateThumbprint"] for f in failed] == [thumb(n) for n in sorted(bad)]
+
+
+def test_a_failed_journal_write_stops_the_run_and_the_next_run_finishes_exactly_once(
+    graph, tmp_path, monkeypatch
+):
+    # The only fault injected into our own code: SQLite failing to store outcomes (a full disk).
+    from importer.journal import Journal
+
+    store = Journal.store
+    calls = {"n": 0}
+
+    def failing_store(self, records):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise sqlite3.OperationalError("database or disk is full")
+        store(self, records)
+
+    monkeypatch.setattr("importer.runner.OUTCOME_GROUP", 10)
+    monkeypatch.setattr(Journal, "store", failing_store)
+    path = write_inventory(tmp_path / "inv.csv", [row(n) for n in range(100)])
+    code, _, stderr = invoke("run", str(path), "--out", str(tmp_path / "o"))
+    assert code != 0
+    assert "database or disk is full" in stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "o" / "results.csv").exists()  # no report claims what was not kept
+    monkeypatch.setattr(Journal, "store", store)
+    code, _, stderr = invoke("run", str(path), "--out", str(tmp_path / "o2"))
+    assert code == 0, stderr
+    held = [r["certificateThumbprint"] for r in graph.records()]
+    assert sorted(held) == sorted(thumb(n) for n in range(100))  # each exactly once
