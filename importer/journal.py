@@ -7,6 +7,11 @@ created id, attempts, the last error and the run that touched it. Before a row i
 reconciles (looks the key up in Graph) instead of posting blindly. Outcomes are committed in
 small groups, always before a report claims them.
 
+Intents wait for the disk (``synchronous=FULL``): they are what makes a crash safe. Outcomes do
+not wait: the next intent commit, or the end of the run, flushes the same write-ahead log. An
+outcome lost with the power leaves its row's intent in place, so the next run looks the row up
+in Graph instead of posting it again: nothing is duplicated, one lookup is spent.
+
 A lock file next to the database (``flock``, released by the kernel when the holder dies, even
 by ``kill -9``) keeps a second run of the same target out, and says who holds it.
 """
@@ -325,41 +330,45 @@ class Journal:
         if not records:
             return
         now = _now()
-        with self._transaction():
-            self.db.execute(
-                "INSERT INTO rows (key, thumbprint, device, body_hash, status, graph_id, "
-                "attempts, last_error, run_id, created_at, updated_at) "
-                f"SELECT {_fields(8)}, :run, :now, :now FROM json_each(:items) WHERE true "
-                "ON CONFLICT(key) DO UPDATE SET "
-                "body_hash = CASE WHEN excluded.status IN ('created', 'updated') "
-                "  THEN excluded.body_hash ELSE rows.body_hash END, "
-                "status = CASE WHEN rows.status IN ('created', 'updated') "
-                "  AND excluded.status NOT IN ('created', 'updated') "
-                "  THEN rows.status ELSE excluded.status END, "
-                "graph_id = CASE WHEN excluded.graph_id != '' THEN excluded.graph_id "
-                "  ELSE rows.graph_id END, "
-                "attempts = rows.attempts + excluded.attempts, "
-                "last_error = excluded.last_error, run_id = excluded.run_id, "
-                "intent_run = NULL, intent_hash = NULL, intent_at = NULL, "
-                "updated_at = excluded.updated_at",
-                {
-                    "items": _json(
-                        (
-                            r.key,
-                            r.thumbprint,
-                            r.device,
-                            r.body_hash,
-                            r.status,
-                            r.graph_id,
-                            r.attempts,
-                            r.last_error,
-                        )
-                        for r in records
-                    ),
-                    "run": self.run_id,
-                    "now": now,
-                },
-            )
+        self.db.execute("PRAGMA synchronous=NORMAL")  # see the module docstring
+        try:
+            with self._transaction():
+                self.db.execute(
+                    "INSERT INTO rows (key, thumbprint, device, body_hash, status, graph_id, "
+                    "attempts, last_error, run_id, created_at, updated_at) "
+                    f"SELECT {_fields(8)}, :run, :now, :now FROM json_each(:items) WHERE true "
+                    "ON CONFLICT(key) DO UPDATE SET "
+                    "body_hash = CASE WHEN excluded.status IN ('created', 'updated') "
+                    "  THEN excluded.body_hash ELSE rows.body_hash END, "
+                    "status = CASE WHEN rows.status IN ('created', 'updated') "
+                    "  AND excluded.status NOT IN ('created', 'updated') "
+                    "  THEN rows.status ELSE excluded.status END, "
+                    "graph_id = CASE WHEN excluded.graph_id != '' THEN excluded.graph_id "
+                    "  ELSE rows.graph_id END, "
+                    "attempts = rows.attempts + excluded.attempts, "
+                    "last_error = excluded.last_error, run_id = excluded.run_id, "
+                    "intent_run = NULL, intent_hash = NULL, intent_at = NULL, "
+                    "updated_at = excluded.updated_at",
+                    {
+                        "items": _json(
+                            (
+                                r.key,
+                                r.thumbprint,
+                                r.device,
+                                r.body_hash,
+                                r.status,
+                                r.graph_id,
+                                r.attempts,
+                                r.last_error,
+                            )
+                            for r in records
+                        ),
+                        "run": self.run_id,
+                        "now": now,
+                    },
+                )
+        finally:
+            self.db.execute("PRAGMA synchronous=FULL")
 
     def start_run(self, source: str, sha256: str, mode: str, started: str) -> None:
         """Note the start of this run."""

@@ -352,3 +352,19 @@ def test_retry_with_nothing_to_retry_says_so(graph, tmp_path):
     code, _, stderr = invoke("retry", str(tmp_path / "first"), "--out", str(tmp_path / "again"))
     assert code == 2
     assert "has no failed or unknown rows: nothing to retry" in stderr
+
+
+def test_outcomes_do_not_wait_for_the_disk_but_intents_and_run_records_do(tmp_path):
+    full = 2
+    with Journal(tmp_path / "j.sqlite", run_id="r1") as journal:
+        seen = []
+        journal.db.set_trace_callback(
+            lambda sql: seen.append(sql) if sql.startswith("PRAGMA synchronous") else None
+        )
+        journal.intend([("k", "T", "D", 1)])
+        assert seen == []  # intents commit under the connection's synchronous=FULL
+        journal.store([Record("k", "T", "D", 1, "created", "id-1", 1)])
+        assert seen == ["PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"]
+        assert journal.db.execute("PRAGMA synchronous").fetchone()[0] == full
+    with Journal(tmp_path / "j.sqlite", run_id="r2", lock=False) as journal:
+        assert journal.lookup(["k"])["k"].status == "created"
