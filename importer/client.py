@@ -510,7 +510,12 @@ class GraphClient:
                 continue
             if key not in items:
                 continue
-            headers = CIMultiDict({str(k): str(v) for k, v in (item.get("headers") or {}).items()})
+            raw_headers = item.get("headers")
+            headers = CIMultiDict(
+                {str(k): str(v) for k, v in raw_headers.items()}
+                if isinstance(raw_headers, dict)
+                else {}
+            )
             headers.setdefault("request-id", request_id)
             status = item.get("status")
             results[key] = classify(
