@@ -190,6 +190,7 @@ class Journal:
         os.chmod(path.parent, 0o700)
         self._lock = JournalLock(path.with_name(path.name + ".lock")) if lock else None
         self._db: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
 
     @classmethod
     def for_target(
@@ -241,6 +242,9 @@ class Journal:
 
     def close(self) -> None:
         """Close the database and release the lock."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -250,11 +254,22 @@ class Journal:
     # -- reading --------------------------------------------------------------------------
 
     def lookup(self, keys: Sequence[str]) -> dict[str, Entry]:
-        """Entries for the given keys (missing keys are absent from the result)."""
+        """Entries for the given keys (missing keys are absent from the result).
+
+        Reads through a connection of its own, so that a thread deciding the next rows and
+        a thread writing intents and outcomes never share one (WAL lets them run together).
+        """
+        if self._reader is None:
+            assert self._db is not None, "the journal is not open"
+            self._reader = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False
+            )
+            self._reader.execute("PRAGMA query_only=1")
+            self._reader.execute("PRAGMA busy_timeout=10000")
         found: dict[str, Entry] = {}
         step = 20_000
         for start in range(0, len(keys), step):
-            cursor = self.db.execute(
+            cursor = self._reader.execute(
                 "SELECT key, body_hash, status, graph_id, attempts, intent_run FROM rows "
                 "WHERE key IN (SELECT value FROM json_each(?))",
                 (json.dumps(list(keys[start : start + step])),),

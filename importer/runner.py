@@ -237,14 +237,15 @@ class Runner:
         self.stopping = False
         self.abort: RunAborted | None = None
         self.reconciled = 0
+        # One thread for chunk work, not a pool: glibc gives every thread its own malloc arena,
+        # and chunk-sized allocations spread over several arenas tripled the peak memory.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="certimport-chunks")
+        # Journal and report writes, in order, on a thread of their own: an intent's fsync
+        # must not wait behind the reading of a chunk (their allocations are slice-sized).
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="certimport-writes")
 
     async def _off_loop(self, func: Callable[..., T], *args: Any) -> T:
-        """Run chunk work (parsing, validation) off the event loop, always on the same thread.
-
-        One thread, not a pool: glibc gives every thread its own malloc arena, and chunk-sized
-        allocations spread over several arenas tripled the peak memory.
-        """
+        """Run chunk work (parsing, validation, deciding) off the event loop, on one thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, func, *args)
 
@@ -314,6 +315,7 @@ class Runner:
             return await self._execute(client)
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
+            self._writer.shutdown(wait=False, cancel_futures=True)
 
     async def _execute(self, client: GraphClient | None) -> RunSummary:
         request = self.request
@@ -444,15 +446,14 @@ class Runner:
         (it would hold that chunk in memory anyway).
         """
         records = invalid = 0
-        chunks: list[ValidatedChunk] = []
-        for vc in self._validated(source):
+        only: ValidatedChunk | None = None
+        for count, vc in enumerate(self._validated(source)):
             records += len(vc.valid)
             invalid += len(vc.problems)
             problems.report(vc)
             self.monitor.scanned = records
-            if len(chunks) < 2:
-                chunks.append(vc)
-        return records, invalid, chunks[0] if len(chunks) == 1 else None
+            only = vc if count == 0 else None  # not kept past the second chunk
+        return records, invalid, only
 
     def _write_unsent(
         self,
@@ -604,26 +605,26 @@ class Runner:
         counts: Counter[str],
         only: ValidatedChunk | None = None,
     ) -> None:
-        """The sending pass. The event loop only sends and settles rows; reading, deciding,
-        journal writes and report writes run in order on the chunk thread."""
+        """The sending pass. The event loop only sends and settles rows: reading and deciding
+        run on the chunk thread, journal and report writes in order on the writer thread."""
         concurrency = self.settings.concurrency
         # Unbounded, but the producer only adds a group when it is nearly empty: rows queued
         # one by one into a full queue would wake the producer for every row taken.
         queue: asyncio.Queue[_Job | None] = asyncio.Queue()
-        low_water = concurrency * max(self.settings.batch, 2)
+        low_water = max(concurrency * self.settings.batch, INTENT_GROUP)
         room = asyncio.Event()
         pending: deque[_Pending] = deque()
         journal = self.journal
         monitor = self.monitor
         row_debug = log.isEnabledFor(logging.DEBUG)
         loop = asyncio.get_running_loop()
-        records: list[Record] = []  # outcomes not yet handed to the chunk thread
-        writes: deque[asyncio.Future[None]] = deque()  # chunk-thread writes, in order
+        records: list[Record] = []  # outcomes not yet handed to the writer thread
+        writes: deque[asyncio.Future[None]] = deque()  # writer-thread work, in order
         failed: list[BaseException] = []
         last_store = time.monotonic()
 
         def in_order(func: Callable[..., None], *args: Any) -> asyncio.Future[None]:
-            """Queue a journal or report write behind the earlier ones (chunk thread).
+            """Queue a journal or report write behind the earlier ones (writer thread).
 
             After a failed write nothing more is written: no report line may claim an outcome
             the journal did not keep. The failure is raised in the loop on the next call.
@@ -640,7 +641,7 @@ class Runner:
 
             while writes and writes[0].done():
                 writes.popleft().result()
-            future = loop.run_in_executor(self._executor, guarded)
+            future = loop.run_in_executor(self._writer, guarded)
             writes.append(future)
             return future
 
@@ -651,7 +652,7 @@ class Runner:
                 in_order(journal.store, records[:])
                 records.clear()
 
-        def publish(done: list[_Pending]) -> None:  # chunk thread
+        def publish(done: list[_Pending]) -> None:  # writer thread
             for slot in done:
                 outcomes = [o for o in slot.outcomes if o is not None]
                 self._write(writer, slot.vc, outcomes, counts)
@@ -753,10 +754,26 @@ class Runner:
                 await handle(jobs)
                 flush()
 
+        def halted() -> bool:
+            return self.stopping or self.abort is not None
+
         async def produce() -> None:
             whole = iter([only]) if only is not None else self._validated(source)
             chunks = (piece for vc in whole for piece in _slices(vc, SEND_SLICE))
-            while (prepared := await self._off_loop(self._prepare, chunks)) is not None:
+            # The next slice is prepared while this one is sent, and the intents of the next
+            # group are written while this group is queued: neither reading nor an intent's
+            # fsync holds the workers up. A group's intents are durable before it is queued.
+            upcoming: deque[list[_Job]] = deque()  # groups of prepared slices
+            next_slice: asyncio.Future[tuple[_Pending, list[_Job]] | None] | None
+            next_slice = asyncio.ensure_future(self._off_loop(self._prepare, chunks))
+
+            async def take_slice() -> bool:
+                nonlocal next_slice
+                prepared = await next_slice if next_slice is not None else None
+                if prepared is None:
+                    next_slice = None
+                    return False
+                next_slice = asyncio.ensure_future(self._off_loop(self._prepare, chunks))
                 slot, jobs = prepared
                 pending.append(slot)
                 if len(jobs) < len(slot.outcomes):  # rejected, skipped or changed: no request
@@ -765,26 +782,39 @@ class Runner:
                             monitor.settled(settled.status)
                             if row_debug:
                                 _log_row(slot.vc, pos, settled)
-                groups = [jobs[i : i + INTENT_GROUP] for i in range(0, len(jobs), INTENT_GROUP)]
-                # The intents of the next group are written while this group is sent, so the
-                # workers never wait for the journal's fsync; each group's intents are durable
-                # before its first row is queued.
-                ahead = intend(groups[0]) if groups else None
-                for index, group in enumerate(groups):
-                    if ahead is not None:
-                        await ahead
-                    if self.stopping or self.abort is not None:
-                        unsent(group, intended=True)
-                        for rest in groups[index + 1 :]:
-                            unsent(rest, intended=False)
-                        break
-                    ahead = intend(groups[index + 1]) if index + 1 < len(groups) else None
-                    while queue.qsize() > low_water:
-                        room.clear()
-                        await room.wait()
-                    for job in group:
-                        queue.put_nowait(job)
-                flush()
+                upcoming.extend(
+                    jobs[i : i + INTENT_GROUP] for i in range(0, len(jobs), INTENT_GROUP)
+                )
+                flush()  # a slice with nothing to send is reported at once
+                return True
+
+            async def release(group: list[_Job], intents: asyncio.Future[None] | None) -> None:
+                if intents is not None:
+                    await intents
+                if halted():
+                    unsent(group, intended=intents is not None)
+                    return
+                while queue.qsize() > low_water:
+                    room.clear()
+                    await room.wait()
+                for job in group:
+                    queue.put_nowait(job)
+
+            held: tuple[list[_Job], asyncio.Future[None] | None] | None = None
+            try:
+                while upcoming or await take_slice():
+                    if not upcoming:
+                        continue
+                    group = upcoming.popleft()
+                    intents = None if halted() else intend(group)
+                    if held is not None:
+                        await release(*held)
+                    held = (group, intents)
+                if held is not None:
+                    await release(*held)
+            finally:
+                if next_slice is not None:
+                    next_slice.cancel()
             for _ in range(concurrency):
                 queue.put_nowait(None)
 
