@@ -457,27 +457,43 @@ class GraphClient:
         attempts = [0] * len(bodies)
         pending = list(range(len(bodies)))
         last: dict[int, Classified] = {}
+
+        async def round_() -> None:
+            """Send the pending items once; raise _Retryable when some must go again."""
+            nonlocal pending
+            if any(attempts[i] for i in pending):
+                self.stats.retries += len(pending)
+            for i in pending:
+                attempts[i] += 1
+            await self.pacer.wait(len(pending))
+            self.stats.items += len(pending)
+            results = await self._send_batch({i: bodies[i] for i in pending})
+            longest = self._note(list(results.values()))
+            retry = []
+            for i in pending:
+                if results[i].verdict is Verdict.RETRY:
+                    retry.append(i)
+                    last[i] = results[i]
+                else:
+                    outcomes[i] = _outcome(results[i], attempts[i])
+            pending = retry
+            if pending:
+                raise _Retryable(replace(last[pending[0]], retry_after=longest))
+
+        started = self.policy.clock()
         try:
-            async for attempt in self._retrying():
-                with attempt:
-                    if any(attempts[i] for i in pending):
-                        self.stats.retries += len(pending)
-                    for i in pending:
-                        attempts[i] += 1
-                    await self.pacer.wait(len(pending))
-                    self.stats.items += len(pending)
-                    results = await self._send_batch({i: bodies[i] for i in pending})
-                    longest = self._note(list(results.values()))
-                    retry = []
-                    for i in pending:
-                        if results[i].verdict is Verdict.RETRY:
-                            retry.append(i)
-                            last[i] = results[i]
-                        else:
-                            outcomes[i] = _outcome(results[i], attempts[i])
-                    pending = retry
-                    if pending:
-                        raise _Retryable(replace(last[pending[0]], retry_after=longest))
+            try:
+                await round_()  # the common case, without building a retry loop
+            except _Retryable as first:
+                wait = self.policy.wait_for(1, first.result.retry_after)
+                if self.policy.max_attempts <= 1 or wait >= self.policy.deadline:
+                    raise
+                _log_retry(first.result, wait, 2)
+                await self.policy.sleep(wait)
+                remaining = self.policy.deadline - (self.policy.clock() - started)
+                async for attempt in self._retrying(self.policy.max_attempts - 1, remaining):
+                    with attempt:
+                        await round_()
         except _Retryable:
             for i in pending:
                 outcomes[i] = _gave_up(last[i], attempts[i])

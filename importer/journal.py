@@ -261,9 +261,7 @@ class Journal:
         """
         if self._reader is None:
             assert self._db is not None, "the journal is not open"
-            self._reader = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False
-            )
+            self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._reader.execute("PRAGMA query_only=1")
             self._reader.execute("PRAGMA busy_timeout=10000")
         found: dict[str, Entry] = {}

@@ -10,7 +10,7 @@ from conftest import FakeClock, thumb
 from test_client import body, make_client
 
 from importer.emulator import EmulatorConfig, GraphEmulator
-from importer.outcome import CREATED, REJECTED, UNKNOWN
+from importer.outcome import CREATED, FAILED, REJECTED, UNKNOWN
 from importer.pacing import HEADROOM, Pacer, RateLimit
 
 
@@ -130,3 +130,24 @@ async def test_batch_dropped_after_processing_is_unknown_for_every_item(emulator
     assert [o.status for o in outcomes] == [UNKNOWN, UNKNOWN]
     assert len(emulator.records) == 2
     assert client.stats.requests == 1
+
+
+async def test_batch_item_throttled_over_several_rounds_is_created_in_the_end(emulator, clock):
+    emulator.script([{"status": 429, "retry_after": "1", "thumbprint": thumb(2), "times": 3}])
+    async with make_client(emulator, clock) as client:
+        outcomes = await client.create_batch([body(1), body(2), body(3)])
+    assert [o.status for o in outcomes] == [CREATED] * 3
+    assert [o.attempts for o in outcomes] == [1, 4, 1]
+    assert client.stats.requests == 4
+    assert len(clock.sleeps) == 3 and all(s >= 1 for s in clock.sleeps)
+    assert len(emulator.records) == 3
+
+
+async def test_batch_item_throttled_every_time_fails_after_the_attempts(emulator, clock):
+    emulator.script([{"status": 503, "retry_after": "1", "thumbprint": thumb(2), "times": 50}])
+    async with make_client(emulator, clock, attempts=3) as client:
+        outcomes = await client.create_batch([body(1), body(2)])
+    assert [o.status for o in outcomes] == [CREATED, FAILED]
+    assert outcomes[1].attempts == 3
+    assert outcomes[1].error_message.startswith("gave up after 3 attempt(s)")
+    assert client.stats.requests == 3
