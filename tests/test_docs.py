@@ -47,3 +47,10 @@ def test_every_command_has_help_with_an_example_and_is_in_the_readme(path):
     assert result.exit_code == 0
     assert "Example" in result.output
     assert f"certimport {' '.join(path)}" in README
+
+
+def test_the_event_loop_variable_is_documented():
+    from importer.aio import EVENT_LOOP_ENV, LOOPS
+
+    line = next(line for line in README.splitlines() if EVENT_LOOP_ENV in line and "|" in line)
+    assert all(f"`{choice}`" in line for choice in LOOPS)
