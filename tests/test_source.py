@@ -397,3 +397,21 @@ def test_ragged_row_is_a_rejected_line_and_the_rest_is_read(
     assert faults[line].reason.startswith(f"expected {fields} fields, saw {fields + 1}")
     assert line in starts  # the bad line is still a record: it is reported, not dropped
     assert len(starts) == len([x for x in lines[1:] if x.strip()])
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 100])
+def test_a_quote_inside_an_unquoted_cell_loses_no_record(tmp_path: Path, chunk_size: int) -> None:
+    """Counting quotes, lines 3 to 6 look like one record with a quoted cell across lines;
+    a CSV parser reads each line as a row. No row may be dropped or given another's line."""
+    lines = [record(n) for n in range(1, 7)]
+    lines[1] = lines[1].replace("PC-2", 'PC"2')
+    lines[4] = lines[4].replace("PC-5", 'PC"5')
+    path = write(tmp_path, "\n".join([HEADER, *lines, ""]))
+    starts: list[int] = []
+    devices: list[str] = []
+    for chunk in CsvSource(path, chunk_size=chunk_size).chunks():
+        assert not chunk.faults
+        starts += [int(n) for n in chunk.lines]
+        devices += chunk.raw["managedDeviceDisplayName"].tolist()
+    assert starts == [2, 3, 4, 5, 6, 7]
+    assert devices == ["PC-1", 'PC"2', "PC-3", "PC-4", 'PC"5', "PC-6"]
