@@ -315,6 +315,42 @@ def test_far_future_expiry_does_not_depend_on_other_rows(tmp_path: Path) -> None
     assert result.bodies[2][EXPIRES] == "9999-12-31T23:59:59Z"
 
 
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "0001-01-01T00:00:00Z",
+        "0000-01-01T00:00:00Z",
+        "1970-01-01T00:00:00Z",
+        "2000-02-29T00:00:00Z",
+        "2024-12-31T23:59:59Z",
+        "9999-12-31T23:59:59Z",
+    ],
+)
+def test_utc_dates_in_whole_seconds_are_sent_as_written(tmp_path: Path, cell: str) -> None:
+    result = check(tmp_path, [row(1), row(2, **{CHANGED: cell}), row(3)])
+    assert result.problems == []
+    assert [b.get(CHANGED) for b in result.bodies.values()] == [None, cell, None]
+
+
+def test_cells_that_need_normalising_stay_on_their_rows(tmp_path: Path) -> None:
+    """Rows 2 and 4 are sent as written, rows 3 and 5 normalised: each body is its row's."""
+    spaced = " ".join(f"{2:040x}"[i : i + 2] for i in range(0, 40, 2))
+    rows = [
+        row(1),
+        row(2, **{THUMB: spaced, STATUS: " Revoked", USAGES: " 160", EKU: "Client Authentication"}),
+        row(3),
+        row(4, **{ISSUED: "2025-01-05T11:32:00+01:00", EXPIRES: "2026-01-05"}),
+    ]
+    result = check(tmp_path, rows)
+    assert result.problems == []
+    assert result.bodies == {
+        2: body(1),
+        3: body(2, **{STATUS: "revoked"}),
+        4: body(3),
+        5: body(4, **{EXPIRES: "2026-01-05T00:00:00Z"}),
+    }
+
+
 # --- rejections ------------------------------------------------------------------------------
 
 
@@ -414,6 +450,22 @@ def test_issuance_must_not_be_after_expiration(
         assert result.problems == []
     else:
         assert result.problems == [Problem(2, ISSUED, R_ORDER)]
+
+
+def test_order_compares_dates_written_in_utc_with_converted_ones(tmp_path: Path) -> None:
+    cells = {ISSUED: "2025-01-05T10:32:00Z", EXPIRES: "2025-01-05T11:31:00+01:00"}
+    result = check(tmp_path, [row(1, **cells), row(2)])
+    assert result.problems == [Problem(2, ISSUED, R_ORDER)]
+
+
+def test_problems_of_one_cell_keep_the_order_of_the_checks(tmp_path: Path) -> None:
+    result = check(tmp_path, [row(1, **{THUMB: "AB\x01", USAGES: "1\x01"})])
+    assert result.problems == [  # by column, then in the order the checks run
+        Problem(2, USAGES, R_INT, "1\x01"),
+        Problem(2, USAGES, R_CONTROL, "1\x01"),
+        Problem(2, THUMB, R_THUMB, "AB\x01"),
+        Problem(2, THUMB, R_CONTROL, "AB\x01"),
+    ]
 
 
 def test_order_is_not_checked_when_a_date_is_unreadable(tmp_path: Path) -> None:
