@@ -249,6 +249,7 @@ class GraphClient:
             connector=connector,
             timeout=timeout,
             headers={"return-client-request-id": "true"},
+            cookie_jar=aiohttp.DummyCookieJar(),  # Graph uses none: no jar to filter per request
         )
         return self
 
