@@ -424,28 +424,41 @@ class GraphClient:
         self._note([result])
         return result
 
+    async def _retry_after(
+        self, first: Classified, started: float, again: Callable[[], Awaitable[None]]
+    ) -> None:
+        """After a first answer to retry: wait as the policy says, then call ``again`` (which
+        raises _Retryable while it must be retried) until it passes or the policy gives up
+        (_Retryable is raised). The common case, no retry, never builds this loop."""
+        wait = self.policy.wait_for(1, first.retry_after)
+        if self.policy.max_attempts <= 1 or wait >= self.policy.deadline:
+            raise _Retryable(first)
+        _log_retry(first, wait, 2)
+        await self.policy.sleep(wait)
+        remaining = self.policy.deadline - (self.policy.clock() - started)
+        async for attempt in self._retrying(self.policy.max_attempts - 1, remaining):
+            with attempt:
+                await again()
+
     async def create(self, body: Mapping[str, Any]) -> Outcome:
         """POST one body; returns its outcome (raises RunAborted when the run must stop)."""
         data = orjson.dumps(body)
         started = self.policy.clock()
         result = await self._post_once(data)
         if result.verdict is not Verdict.RETRY:
-            return _outcome(result, 1)  # the common case, without building a retry loop
+            return _outcome(result, 1)
         attempts = 1
-        first_wait = self.policy.wait_for(1, result.retry_after)
-        if attempts >= self.policy.max_attempts or first_wait >= self.policy.deadline:
-            return _gave_up(result, attempts)
-        _log_retry(result, first_wait, 2)
-        await self.policy.sleep(first_wait)
-        remaining = self.policy.deadline - (self.policy.clock() - started)
+
+        async def again() -> None:
+            nonlocal attempts, result
+            self.stats.retries += 1
+            attempts += 1
+            result = await self._post_once(data)
+            if result.verdict is Verdict.RETRY:
+                raise _Retryable(result)
+
         try:
-            async for attempt in self._retrying(self.policy.max_attempts - 1, remaining):
-                with attempt:
-                    self.stats.retries += 1
-                    attempts += 1
-                    result = await self._post_once(data)
-                    if result.verdict is Verdict.RETRY:
-                        raise _Retryable(result)
+            await self._retry_after(result, started, again)
         except _Retryable as exc:
             return _gave_up(exc.result, attempts)
         return _outcome(result, attempts)
@@ -484,17 +497,9 @@ class GraphClient:
         started = self.policy.clock()
         try:
             try:
-                await round_()  # the common case, without building a retry loop
+                await round_()
             except _Retryable as first:
-                wait = self.policy.wait_for(1, first.result.retry_after)
-                if self.policy.max_attempts <= 1 or wait >= self.policy.deadline:
-                    raise
-                _log_retry(first.result, wait, 2)
-                await self.policy.sleep(wait)
-                remaining = self.policy.deadline - (self.policy.clock() - started)
-                async for attempt in self._retrying(self.policy.max_attempts - 1, remaining):
-                    with attempt:
-                        await round_()
+                await self._retry_after(first.result, started, round_)
         except _Retryable:
             for i in pending:
                 outcomes[i] = _gave_up(last[i], attempts[i])

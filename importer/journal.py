@@ -270,7 +270,7 @@ class Journal:
             cursor = self._reader.execute(
                 "SELECT key, body_hash, status, graph_id, attempts, intent_run FROM rows "
                 "WHERE key IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(keys[start : start + step])),),
+                (_json(keys[start : start + step]),),
             )
             for key, body_hash, status, graph_id, attempts, intent in cursor:
                 found[key] = Entry(key, body_hash, status, graph_id, attempts, intent)

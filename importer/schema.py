@@ -359,10 +359,7 @@ def _plain_hex(s: pd.Series, exact: bool) -> np.ndarray:
     data, starts = view
     lengths = np.diff(starts)
     plain = (lengths == 40) if exact else ((lengths >= 1) & (lengths <= 40))
-    other = _not_upper_hex(data)
-    if other.any():
-        plain &= ~_cells_with(other, starts)
-    return plain
+    return np.asarray(plain & ~_cells_with(_not_upper_hex(data), starts), dtype=bool)
 
 
 def _plain_text(s: pd.Series, required: bool) -> np.ndarray:
@@ -377,10 +374,7 @@ def _plain_text(s: pd.Series, required: bool) -> np.ndarray:
     plain = (lengths > 0) & (first > 0x20) & (first < 0x7F)
     if not required:
         plain |= lengths == 0
-    control = _control(data)
-    if control.any():
-        plain &= ~_cells_with(control, starts)
-    return plain
+    return np.asarray(plain & ~_cells_with(_control(data), starts), dtype=bool)
 
 
 def _plain_integer(s: pd.Series) -> np.ndarray:
@@ -390,10 +384,7 @@ def _plain_integer(s: pd.Series) -> np.ndarray:
         return np.zeros(len(s), dtype=bool)
     data, starts = view
     plain = np.diff(starts) <= 9
-    other = _not_digit(data)
-    if other.any():
-        plain &= ~_cells_with(other, starts)
-    return plain
+    return np.asarray(plain & ~_cells_with(_not_digit(data), starts), dtype=bool)
 
 
 def _plain_oids(s: pd.Series) -> np.ndarray:

@@ -12,6 +12,7 @@ reason, and the rest of the file still imports.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -97,10 +98,9 @@ def _parse_pool() -> pa.MemoryPool:
     1M rows: 330 MB peak for reading alone, 213 MB with mimalloc, at the same speed).
     """
     if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
-        try:
+        # a pyarrow built without mimalloc falls back to the default pool
+        with contextlib.suppress(NotImplementedError, pa.ArrowException):
             return pa.mimalloc_memory_pool()
-        except (NotImplementedError, pa.ArrowException):  # a pyarrow built without it
-            pass
     return pa.default_memory_pool()
 
 
