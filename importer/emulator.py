@@ -27,6 +27,7 @@ import binascii
 import bisect
 import contextlib
 import dataclasses
+import functools
 import hmac
 import ipaddress
 import math
@@ -586,9 +587,21 @@ def _body_problems(body: Any) -> list[str]:
     return problems
 
 
+_GUID_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))  # version and variant bits
+_GUID_SET: Final = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
+
+
 def _guid(rng: random.Random) -> str:
-    """A version-4 GUID from ``rng``."""
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    """A version-4 GUID from ``rng``: ``str(uuid.UUID(int=..., version=4))``, at half the CPU
+    (two of these per request were a tenth of the emulator's work)."""
+    h = f"{rng.getrandbits(128) & _GUID_CLEAR | _GUID_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@functools.lru_cache(maxsize=256)
+def _relative_url(url: str) -> URL:
+    """A batch item's URL, parsed once per distinct text (every item of an import has one)."""
+    return URL(url if url.startswith("/") else f"/{url}")
 
 
 def _decode_json_body(raw: bytes, content_type: str | None) -> tuple[Any, _GraphError | None]:
@@ -1233,7 +1246,7 @@ class GraphEmulator:
             )
             return op
         try:
-            relative = URL(url if url.startswith("/") else f"/{url}")
+            relative = _relative_url(url)
         except ValueError as exc:
             op.problem = _GraphError(400, "BadRequest", f"Invalid batch request URL '{url}': {exc}")
             return op

@@ -19,6 +19,7 @@ by ``kill -9``) keeps a second run of the same target out, and says who holds it
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import re
@@ -68,6 +69,7 @@ CREATE TABLE IF NOT EXISTS runs (
 # Statuses kept per key. "intent" is kept apart (intent_* columns) so that the last known
 # outcome survives a send that never returned.
 DONE_STATUSES = ("created", "updated")
+MAX_ROWS_PER_STATEMENT = 500  # rows written by one INSERT; fewer when SQLite allows fewer
 
 
 def default_state_dir() -> Path:
@@ -88,14 +90,15 @@ def row_key(thumbprint: str, device: str) -> str:
 
 
 def _json(items: Iterable[Any]) -> str:
-    """A JSON array for ``json_each``: one statement writes a whole group, so the database
-    works through it without coming back to Python (and the GIL) for every row."""
+    """A JSON array for ``json_each``: one statement reads or changes a whole set of keys."""
     return orjson.dumps(list(items)).decode()
 
 
-def _fields(count: int, start: int = 0) -> str:
-    """``json_extract(value, '$[i]')`` for ``count`` array elements from ``start``."""
-    return ", ".join(f"json_extract(value, '$[{i}]')" for i in range(start, start + count))
+def _values(rows: int, width: int) -> str:
+    """``VALUES (?, ...), ...`` for ``rows`` rows of ``width`` parameters: a group is written
+    by one statement with its parameters bound in C, not one Python round trip per row."""
+    row = f"({', '.join('?' * width)})"
+    return f"VALUES {', '.join([row] * rows)}"
 
 
 def _now() -> str:
@@ -314,19 +317,30 @@ class Journal:
 
     # -- writing --------------------------------------------------------------------------
 
-    def intend(self, items: Iterable[tuple[str, str, str, int]]) -> None:
+    def intend(self, items: Sequence[tuple[str, str, str, int]]) -> None:
         """Durably record that these keys (key, thumbprint, device, body hash) are being sent."""
-        now = _now()
         with self._transaction():
-            self.db.execute(
-                "INSERT INTO rows (key, thumbprint, device, status, run_id, intent_run, "
-                "intent_hash, intent_at, created_at, updated_at) "
-                f"SELECT {_fields(3)}, 'new', :run, :run, {_fields(1, 3)}, :now, :now, :now "
-                "FROM json_each(:items) WHERE true "
-                "ON CONFLICT(key) DO UPDATE SET intent_run = excluded.intent_run, "
+            self._write_rows(
+                "INSERT INTO rows (key, thumbprint, device, intent_hash, status, run_id, "
+                "intent_run, intent_at, created_at, updated_at) "
+                "SELECT column1, column2, column3, column4, 'new', ?1, ?1, ?2, ?2, ?2 FROM ({}) "
+                "WHERE true ON CONFLICT(key) DO UPDATE SET intent_run = excluded.intent_run, "
                 "intent_hash = excluded.intent_hash, intent_at = excluded.intent_at",
-                {"items": _json(items), "run": self.run_id, "now": now},
+                items,
+                4,
             )
+
+    def _write_rows(self, sql: str, rows: Sequence[tuple[Any, ...]], width: int) -> None:
+        """Run ``sql`` (``?1`` the run id, ``?2`` the time, ``{}`` the rows' ``VALUES``) over
+        ``rows``, as few statements as SQLite's limit on parameters allows."""
+        now = _now()
+        limit = self.db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        step = max(1, min(MAX_ROWS_PER_STATEMENT, (limit - 2) // width))
+        for start in range(0, len(rows), step):
+            part = rows[start : start + step]
+            params: list[Any] = [self.run_id, now]
+            params.extend(itertools.chain.from_iterable(part))
+            self.db.execute(sql.format(_values(len(part), width)), params)
 
     def abandon(self, keys: Iterable[str]) -> None:
         """Forget the intents of keys that were never sent (the run stopped first)."""
@@ -342,14 +356,14 @@ class Journal:
         """Make these outcomes durable (one transaction; an intent of theirs is cleared)."""
         if not records:
             return
-        now = _now()
         self.db.execute("PRAGMA synchronous=NORMAL")  # see the module docstring
         try:
             with self._transaction():
-                self.db.execute(
+                self._write_rows(
                     "INSERT INTO rows (key, thumbprint, device, body_hash, status, graph_id, "
                     "attempts, last_error, run_id, created_at, updated_at) "
-                    f"SELECT {_fields(8)}, :run, :now, :now FROM json_each(:items) WHERE true "
+                    "SELECT column1, column2, column3, column4, column5, column6, column7, "
+                    "column8, ?1, ?2, ?2 FROM ({}) WHERE true "
                     "ON CONFLICT(key) DO UPDATE SET "
                     "body_hash = CASE WHEN excluded.status IN ('created', 'updated') "
                     "  THEN excluded.body_hash ELSE rows.body_hash END, "
@@ -362,23 +376,20 @@ class Journal:
                     "last_error = excluded.last_error, run_id = excluded.run_id, "
                     "intent_run = NULL, intent_hash = NULL, intent_at = NULL, "
                     "updated_at = excluded.updated_at",
-                    {
-                        "items": _json(
-                            (
-                                r.key,
-                                r.thumbprint,
-                                r.device,
-                                r.body_hash,
-                                r.status,
-                                r.graph_id,
-                                r.attempts,
-                                r.last_error,
-                            )
-                            for r in records
-                        ),
-                        "run": self.run_id,
-                        "now": now,
-                    },
+                    [
+                        (
+                            r.key,
+                            r.thumbprint,
+                            r.device,
+                            r.body_hash,
+                            r.status,
+                            r.graph_id,
+                            r.attempts,
+                            r.last_error,
+                        )
+                        for r in records
+                    ],
+                    8,
                 )
         finally:
             self.db.execute("PRAGMA synchronous=FULL")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import signal
 import sys
@@ -18,7 +19,14 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.identity.aio import ManagedIdentityCredential
 from multidict import CIMultiDictProxy
 
-from importer.emulator import COLLECTION_PATH, EmulatorConfig, GraphEmulator, main, serve
+from importer.emulator import (
+    COLLECTION_PATH,
+    EmulatorConfig,
+    GraphEmulator,
+    _guid,
+    main,
+    serve,
+)
 
 TOKEN = "static-test-token"
 THUMB_A = "A" * 40
@@ -929,3 +937,11 @@ async def test_module_runs_as_a_subprocess_until_interrupted() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_guids_are_the_version_4_uuids_of_the_same_random_bits() -> None:
+    drawn, expected = random.Random(7), random.Random(7)
+    for _ in range(2000):
+        value = _guid(drawn)
+        assert value == str(uuid.UUID(int=expected.getrandbits(128), version=4))
+        assert uuid.UUID(value).version == 4

@@ -368,3 +368,20 @@ def test_outcomes_do_not_wait_for_the_disk_but_intents_and_run_records_do(tmp_pa
         assert journal.db.execute("PRAGMA synchronous").fetchone()[0] == full
     with Journal(tmp_path / "j.sqlite", run_id="r2", lock=False) as journal:
         assert journal.lookup(["k"])["k"].status == "created"
+
+
+def test_groups_larger_than_sqlites_parameter_limit_are_written_whole(tmp_path):
+    keys = [f"{i:040X}\x1fPC-{i}" for i in range(101)]
+    with Journal(tmp_path / "j.sqlite", run_id="r1") as journal:
+        journal.db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 30)  # 3 or 7 rows a statement
+        journal.intend([(k, k[:40], k[41:], i) for i, k in enumerate(keys)])
+        assert len(journal.lookup(keys)) == 101
+        assert all(e.in_doubt for e in journal.lookup(keys).values())
+        journal.store(
+            [Record(k, k[:40], k[41:], i, "created", f"id-{i}", 1) for i, k in enumerate(keys)]
+        )
+        found = journal.lookup(keys)
+    assert [(found[k].status, found[k].graph_id, found[k].body_hash) for k in keys] == [
+        ("created", f"id-{i}", i) for i in range(101)
+    ]
+    assert not any(e.in_doubt for e in found.values())
