@@ -8,7 +8,8 @@ reconciles (looks the key up in Graph) instead of posting blindly. Outcomes are 
 small groups, always before a report claims them.
 
 Intents wait for the disk (``synchronous=FULL``): they are what makes a crash safe. Outcomes do
-not wait: the next intent commit, or the end of the run, flushes the same write-ahead log. An
+not wait (they go through a second connection, ``synchronous=NORMAL``): the next intent commit,
+or the end of the run, flushes the same write-ahead log. An
 outcome lost with the power leaves its row's intent in place, so the next run looks the row up
 in Graph instead of posting it again: nothing is duplicated, one lookup is spent.
 
@@ -18,6 +19,7 @@ by ``kill -9``) keeps a second run of the same target out, and says who holds it
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import itertools
 import json
@@ -193,6 +195,7 @@ class Journal:
         os.chmod(path.parent, 0o700)
         self._lock = JournalLock(path.with_name(path.name + ".lock")) if lock else None
         self._db: sqlite3.Connection | None = None
+        self._outcomes: sqlite3.Connection | None = None  # writes outcomes, synchronous=NORMAL
         self._reader: sqlite3.Connection | None = None
 
     @classmethod
@@ -236,6 +239,10 @@ class Journal:
             if side.exists():
                 os.chmod(side, 0o600)
         self._db = db
+        outcomes = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        outcomes.execute("PRAGMA synchronous=NORMAL")  # see the module docstring
+        outcomes.execute("PRAGMA busy_timeout=10000")
+        self._outcomes = outcomes
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -248,6 +255,9 @@ class Journal:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        if self._outcomes is not None:
+            self._outcomes.close()
+            self._outcomes = None
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -319,28 +329,40 @@ class Journal:
 
     def intend(self, items: Sequence[tuple[str, str, str, int]]) -> None:
         """Durably record that these keys (key, thumbprint, device, body hash) are being sent."""
-        with self._transaction():
-            self._write_rows(
-                "INSERT INTO rows (key, thumbprint, device, intent_hash, status, run_id, "
-                "intent_run, intent_at, created_at, updated_at) "
-                "SELECT column1, column2, column3, column4, 'new', ?1, ?1, ?2, ?2, ?2 FROM ({}) "
-                "WHERE true ON CONFLICT(key) DO UPDATE SET intent_run = excluded.intent_run, "
-                "intent_hash = excluded.intent_hash, intent_at = excluded.intent_at",
-                items,
-                4,
-            )
+        self._write_rows(
+            self.db,
+            "INSERT INTO rows (key, thumbprint, device, intent_hash, status, run_id, "
+            "intent_run, intent_at, created_at, updated_at) "
+            "SELECT column1, column2, column3, column4, 'new', ?1, ?1, ?2, ?2, ?2 FROM ({}) "
+            "WHERE true ON CONFLICT(key) DO UPDATE SET intent_run = excluded.intent_run, "
+            "intent_hash = excluded.intent_hash, intent_at = excluded.intent_at",
+            items,
+            4,
+        )
 
-    def _write_rows(self, sql: str, rows: Sequence[tuple[Any, ...]], width: int) -> None:
+    def _write_rows(
+        self, db: sqlite3.Connection, sql: str, rows: Sequence[tuple[Any, ...]], width: int
+    ) -> None:
         """Run ``sql`` (``?1`` the run id, ``?2`` the time, ``{}`` the rows' ``VALUES``) over
-        ``rows``, as few statements as SQLite's limit on parameters allows."""
+        ``rows`` in one transaction.
+
+        A group that fits SQLite's limit on parameters is one statement, which is its own
+        transaction: every call into SQLite hands the GIL over and back, and the event loop
+        waits whenever this thread takes it.
+        """
+        if not rows:
+            return
         now = _now()
-        limit = self.db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         step = max(1, min(MAX_ROWS_PER_STATEMENT, (limit - 2) // width))
-        for start in range(0, len(rows), step):
-            part = rows[start : start + step]
-            params: list[Any] = [self.run_id, now]
-            params.extend(itertools.chain.from_iterable(part))
-            self.db.execute(sql.format(_values(len(part), width)), params)
+        with contextlib.ExitStack() as stack:
+            if len(rows) > step:
+                stack.enter_context(_Transaction(db))
+            for start in range(0, len(rows), step):
+                part = rows[start : start + step]
+                params: list[Any] = [self.run_id, now]
+                params.extend(itertools.chain.from_iterable(part))
+                db.execute(sql.format(_values(len(part), width)), params)
 
     def abandon(self, keys: Iterable[str]) -> None:
         """Forget the intents of keys that were never sent (the run stopped first)."""
@@ -353,46 +375,44 @@ class Journal:
             self.db.execute("DELETE FROM rows WHERE status = 'new' AND intent_run IS NULL")
 
     def store(self, records: Sequence[Record]) -> None:
-        """Make these outcomes durable (one transaction; an intent of theirs is cleared)."""
-        if not records:
-            return
-        self.db.execute("PRAGMA synchronous=NORMAL")  # see the module docstring
-        try:
-            with self._transaction():
-                self._write_rows(
-                    "INSERT INTO rows (key, thumbprint, device, body_hash, status, graph_id, "
-                    "attempts, last_error, run_id, created_at, updated_at) "
-                    "SELECT column1, column2, column3, column4, column5, column6, column7, "
-                    "column8, ?1, ?2, ?2 FROM ({}) WHERE true "
-                    "ON CONFLICT(key) DO UPDATE SET "
-                    "body_hash = CASE WHEN excluded.status IN ('created', 'updated') "
-                    "  THEN excluded.body_hash ELSE rows.body_hash END, "
-                    "status = CASE WHEN rows.status IN ('created', 'updated') "
-                    "  AND excluded.status NOT IN ('created', 'updated') "
-                    "  THEN rows.status ELSE excluded.status END, "
-                    "graph_id = CASE WHEN excluded.graph_id != '' THEN excluded.graph_id "
-                    "  ELSE rows.graph_id END, "
-                    "attempts = rows.attempts + excluded.attempts, "
-                    "last_error = excluded.last_error, run_id = excluded.run_id, "
-                    "intent_run = NULL, intent_hash = NULL, intent_at = NULL, "
-                    "updated_at = excluded.updated_at",
-                    [
-                        (
-                            r.key,
-                            r.thumbprint,
-                            r.device,
-                            r.body_hash,
-                            r.status,
-                            r.graph_id,
-                            r.attempts,
-                            r.last_error,
-                        )
-                        for r in records
-                    ],
-                    8,
+        """Make these outcomes durable (one transaction; an intent of theirs is cleared).
+
+        They go through a connection with ``synchronous=NORMAL``: see the module docstring.
+        """
+        assert self._outcomes is not None, "the journal is not open"
+        self._write_rows(
+            self._outcomes,
+            "INSERT INTO rows (key, thumbprint, device, body_hash, status, graph_id, "
+            "attempts, last_error, run_id, created_at, updated_at) "
+            "SELECT column1, column2, column3, column4, column5, column6, column7, "
+            "column8, ?1, ?2, ?2 FROM ({}) WHERE true "
+            "ON CONFLICT(key) DO UPDATE SET "
+            "body_hash = CASE WHEN excluded.status IN ('created', 'updated') "
+            "  THEN excluded.body_hash ELSE rows.body_hash END, "
+            "status = CASE WHEN rows.status IN ('created', 'updated') "
+            "  AND excluded.status NOT IN ('created', 'updated') "
+            "  THEN rows.status ELSE excluded.status END, "
+            "graph_id = CASE WHEN excluded.graph_id != '' THEN excluded.graph_id "
+            "  ELSE rows.graph_id END, "
+            "attempts = rows.attempts + excluded.attempts, "
+            "last_error = excluded.last_error, run_id = excluded.run_id, "
+            "intent_run = NULL, intent_hash = NULL, intent_at = NULL, "
+            "updated_at = excluded.updated_at",
+            [
+                (
+                    r.key,
+                    r.thumbprint,
+                    r.device,
+                    r.body_hash,
+                    r.status,
+                    r.graph_id,
+                    r.attempts,
+                    r.last_error,
                 )
-        finally:
-            self.db.execute("PRAGMA synchronous=FULL")
+                for r in records
+            ],
+            8,
+        )
 
     def start_run(self, source: str, sha256: str, mode: str, started: str) -> None:
         """Note the start of this run."""

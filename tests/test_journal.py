@@ -355,17 +355,19 @@ def test_retry_with_nothing_to_retry_says_so(graph, tmp_path):
 
 
 def test_outcomes_do_not_wait_for_the_disk_but_intents_and_run_records_do(tmp_path):
-    full = 2
+    normal, full = 1, 2
     with Journal(tmp_path / "j.sqlite", run_id="r1") as journal:
-        seen = []
-        journal.db.set_trace_callback(
-            lambda sql: seen.append(sql) if sql.startswith("PRAGMA synchronous") else None
-        )
+        writes: dict[str, list[str]] = {"intents": [], "outcomes": []}
+        journal.db.set_trace_callback(writes["intents"].append)
+        assert journal._outcomes is not None
+        journal._outcomes.set_trace_callback(writes["outcomes"].append)
         journal.intend([("k", "T", "D", 1)])
-        assert seen == []  # intents commit under the connection's synchronous=FULL
         journal.store([Record("k", "T", "D", 1, "created", "id-1", 1)])
-        assert seen == ["PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"]
+        journal.finish_run(1, 0, "out", {"created": 1})
+        assert [w.split()[0] for w in writes["intents"]] == ["INSERT", "BEGIN", "UPDATE", "COMMIT"]
+        assert [w.split()[0] for w in writes["outcomes"]] == ["INSERT"]
         assert journal.db.execute("PRAGMA synchronous").fetchone()[0] == full
+        assert journal._outcomes.execute("PRAGMA synchronous").fetchone()[0] == normal
     with Journal(tmp_path / "j.sqlite", run_id="r2", lock=False) as journal:
         assert journal.lookup(["k"])["k"].status == "created"
 
@@ -373,7 +375,9 @@ def test_outcomes_do_not_wait_for_the_disk_but_intents_and_run_records_do(tmp_pa
 def test_groups_larger_than_sqlites_parameter_limit_are_written_whole(tmp_path):
     keys = [f"{i:040X}\x1fPC-{i}" for i in range(101)]
     with Journal(tmp_path / "j.sqlite", run_id="r1") as journal:
-        journal.db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 30)  # 3 or 7 rows a statement
+        assert journal._outcomes is not None
+        for db in (journal.db, journal._outcomes):  # 7 intents or 3 outcomes a statement
+            db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 30)
         journal.intend([(k, k[:40], k[41:], i) for i, k in enumerate(keys)])
         assert len(journal.lookup(keys)) == 101
         assert all(e.in_doubt for e in journal.lookup(keys).values())
