@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -70,3 +73,25 @@ def test_client_request_ids_are_distinct_version_4_guids():
         assert str(parsed) == value
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc")
+@pytest.mark.parametrize(("setting", "threads"), [(None, 1), ("2", 2)])
+def test_numpy_starts_no_blas_threads_unless_the_operator_asks(monkeypatch, setting, threads):
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    if setting is not None:
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", setting)
+    count = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import importer, numpy, os; print(len(os.listdir('/proc/self/task')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if threads == 1:
+        assert int(count) == 1
+    elif (os.cpu_count() or 1) > 1:
+        assert int(count) > 1
