@@ -181,8 +181,11 @@ class _Answer:
     text: str
 
 
+_STATUS_OF = {Verdict.CREATED: CREATED, Verdict.REJECTED: REJECTED}
+
+
 def _outcome(result: Classified, attempts: int) -> Outcome:
-    status = {Verdict.CREATED: CREATED, Verdict.REJECTED: REJECTED}.get(result.verdict, UNKNOWN)
+    status = _STATUS_OF.get(result.verdict, UNKNOWN)
     return Outcome(
         status,
         id=result.created_id,
@@ -376,6 +379,9 @@ class GraphClient:
 
     def _note(self, results: Sequence[Classified]) -> float | None:
         """Feed the pacer; the longest Retry-After among throttled results."""
+        if len(results) == 1 and results[0].verdict is not Verdict.RETRY:  # the common case
+            self.pacer.succeeded(1)
+            return None
         throttled = [r for r in results if r.verdict is Verdict.RETRY and r.status == 429]
         self.stats.throttled += len(throttled)
         waits = [r.retry_after for r in results if r.verdict is Verdict.RETRY and r.retry_after]

@@ -523,6 +523,7 @@ def _parse_filter(text: str) -> list[tuple[str, str]]:
         position = joiner.end()
 
 
+@functools.lru_cache(maxsize=4096)  # inventories repeat their dates; the check is pure
 def _datetime_problem(name: str, value: str) -> str | None:
     if _DATETIME_RE.fullmatch(value) is None:
         return (
@@ -622,6 +623,7 @@ def _decode_json_body(raw: bytes, content_type: str | None) -> tuple[Any, _Graph
         )
 
 
+@functools.lru_cache(maxsize=1024)  # pure; an import sends every row to one path
 def _route(method: str, path: str) -> tuple[str, str | None]:
     """Map a version-relative path to an operation kind and record id, or raise."""
     segments = path.strip("/").split("/")

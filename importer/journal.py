@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import orjson
 
@@ -124,9 +124,8 @@ class Entry:
         return self.intent_run is not None or self.status == "unknown"
 
 
-@dataclass(frozen=True)
-class Record:
-    """An outcome to store for a key."""
+class Record(NamedTuple):
+    """An outcome to store for a key; a tuple in the order of the columns, bound as it is."""
 
     key: str
     thumbprint: str
@@ -398,19 +397,7 @@ class Journal:
             "last_error = excluded.last_error, run_id = excluded.run_id, "
             "intent_run = NULL, intent_hash = NULL, intent_at = NULL, "
             "updated_at = excluded.updated_at",
-            [
-                (
-                    r.key,
-                    r.thumbprint,
-                    r.device,
-                    r.body_hash,
-                    r.status,
-                    r.graph_id,
-                    r.attempts,
-                    r.last_error,
-                )
-                for r in records
-            ],
+            records,
             8,
         )
 
