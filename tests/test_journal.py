@@ -30,6 +30,26 @@ def held(graph: ThreadedEmulator) -> Counter[str]:
     return Counter(r["certificateThumbprint"] for r in graph.records())
 
 
+def run_to_the_end(path: Path, out: Path, *options: str) -> dict[str, dict[str, str]]:
+    """Run until every row is done; the last result of each row, by thumbprint.
+
+    A row whose answers are lost RECONCILE_ROUNDS times in a row ends ``unknown`` (exit 1),
+    as designed, and the next run settles it; with thousands of rows and faults on a tenth of
+    the requests that happens now and then, so one more run is allowed, never a duplicate.
+    """
+    last: dict[str, dict[str, str]] = {}
+    for attempt in range(2):
+        code, _, stderr = invoke("run", str(path), "--out", str(out / str(attempt)), *options)
+        for result in read_results(out / str(attempt)):
+            if result["status"] != "skipped":  # keep the run that settled the row
+                last[result["certificateThumbprint"]] = result
+        if code == 0:
+            return last
+        assert code == 1, stderr
+        assert {r["status"] for r in last.values()} <= {"created", "skipped", "unknown"}, stderr
+    raise AssertionError(f"rows still not done after a rerun: {stderr}")
+
+
 def test_rerun_of_the_same_file_sends_nothing(graph, tmp_path):
     path = write_inventory(tmp_path / "inv.csv", [row(n) for n in range(40)])
     assert invoke("run", str(path), "--out", str(tmp_path / "a"))[0] == 0
@@ -76,16 +96,35 @@ def test_faults_of_every_kind_leave_every_row_created_exactly_once(graph, tmp_pa
     )
     rows = [row(n) for n in range(2000)]
     path = write_inventory(tmp_path / "inv.csv", rows)
-    code, _, stderr = invoke("run", str(path), "--out", str(tmp_path / "o"), "--concurrency", "16")
-    assert code == 0, stderr
+    results = run_to_the_end(path, tmp_path / "o", "--concurrency", "16")
     assert graph.stats()["faults"] > 100
     counts = held(graph)
     assert set(counts) == {r["certificateThumbprint"] for r in rows}
     assert set(counts.values()) == {1}
     ids = {r["certificateThumbprint"]: r["id"] for r in graph.records()}
-    for result in read_results(tmp_path / "o"):
-        assert result["status"] == "created"
-        assert ids[result["certificateThumbprint"]] == result["id"]
+    assert len(results) == 2000
+    for thumbprint, result in results.items():
+        assert result["status"] in ("created", "skipped")
+        if result["status"] == "created":
+            assert ids[thumbprint] == result["id"]
+
+
+def test_a_row_whose_answers_keep_getting_lost_is_unknown_then_the_next_run_settles_it(
+    graph, tmp_path
+):
+    graph.call(graph.emulator.script, [{"action": "drop", "times": 3, "thumbprint": thumb(1)}])
+    path = write_inventory(tmp_path / "inv.csv", [row(n) for n in range(3)])
+    code, _, stderr = invoke("run", str(path), "--out", str(tmp_path / "first"))
+    assert code == 1, stderr
+    assert [r["status"] for r in read_results(tmp_path / "first")] == [
+        "created",
+        "unknown",
+        "created",
+    ]
+    assert thumb(1) not in held(graph)
+    results = run_to_the_end(path, tmp_path / "again")
+    assert results[thumb(1)]["status"] == "created"
+    assert held(graph) == Counter({thumb(n): 1 for n in range(3)})
 
 
 def test_batched_faults_also_end_exactly_once(graph, tmp_path, monkeypatch):
@@ -93,8 +132,7 @@ def test_batched_faults_also_end_exactly_once(graph, tmp_path, monkeypatch):
     graph.call(graph.emulator.configure, {"fault_rate": 0.1, "seed": 9})
     rows = [row(n) for n in range(600)]
     path = write_inventory(tmp_path / "inv.csv", rows)
-    code, _, stderr = invoke("run", str(path), "--batch", "20", "--out", str(tmp_path / "o"))
-    assert code == 0, stderr
+    run_to_the_end(path, tmp_path / "o", "--batch", "20")
     assert set(held(graph).values()) == {1}
     assert len(held(graph)) == 600
 
