@@ -202,7 +202,7 @@ class _Pending:
     remaining: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Job:
     """One row to send: create, update (PATCH) or reconcile (look up, then create)."""
 
