@@ -462,24 +462,27 @@ def main() -> None:
                     emulator,
                 )
                 results.append(single)
-                emulator.setup()
-                batched = certimport(
-                    "cpu-bound batch=20 c=4",
-                    [
-                        "run",
-                        str(cpu_path),
-                        "--rate-limit",
-                        "0",
-                        "--concurrency",
-                        "4",
-                        "--batch",
-                        "20",
-                    ],
-                    cpu_rows,
-                    work,
-                    emulator,
-                )
-                results.append(batched)
+                # Batched at the baseline's concurrency (16), and at 4 for comparison.
+                for concurrency in ("16", "4"):
+                    emulator.setup()
+                    results.append(
+                        certimport(
+                            f"cpu-bound batch=20 c={concurrency}",
+                            [
+                                "run",
+                                str(cpu_path),
+                                "--rate-limit",
+                                "0",
+                                "--concurrency",
+                                concurrency,
+                                "--batch",
+                                "20",
+                            ],
+                            cpu_rows,
+                            work,
+                            emulator,
+                        )
+                    )
             if "baselines" in cases:
                 plains = []
                 for loop in LOOPS:
