@@ -172,7 +172,8 @@ class EmulatorConfig:
     count_throttled: bool = True
     """Requests answered 429 still count in the window, so retrying early prolongs it."""
     latency: float = 0.0
-    """Seconds slept before answering each Graph request (once per ``$batch``)."""
+    """Seconds from taking up a Graph request to its answer, its processing included (once
+    per ``$batch``)."""
     fault_rate: float = 0.0
     """Probability that a collection POST (standalone or batch item) gets a random fault."""
     faults: tuple[str, ...] = ("503", "504", "drop", "created_drop")
@@ -1180,9 +1181,18 @@ class GraphEmulator:
         return web.Response(status=204)
 
     async def _handle_graph(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        response = await self._answer_graph(request)
+        # The answer (or the dropped connection) comes `latency` seconds after the request was
+        # taken up, the emulator's own work included: under load that work would otherwise be
+        # added to the latency of every request queued behind it.
         latency = self.config.latency
         if latency > 0:
-            await asyncio.sleep(latency)
+            await asyncio.sleep(latency - (time.monotonic() - started))
+        return self._drop(request) if response is None else response
+
+    async def _answer_graph(self, request: web.Request) -> web.StreamResponse | None:
+        """The answer to a Graph request, or None when its connection is to be dropped."""
         self.stats["requests"] += 1
         request_id = _guid(self._request_rng)
         headers = request.headers
@@ -1214,11 +1224,11 @@ class GraphEmulator:
             op.problem = error
         prepared = self._prepare(op, auth_problem)
         if prepared.drop:
-            return self._drop(request)
+            return None
         result = self._execute(prepared)
         self._tally(result.status)
         if prepared.drop_after:
-            return self._drop(request)
+            return None
         return self._http_response(result, request_id, crid)
 
     def _item_op(self, item: dict[str, Any], root: str) -> _Op:
@@ -1333,7 +1343,7 @@ class GraphEmulator:
         crid: str | None,
         auth_problem: _GraphError | None,
         root: str,
-    ) -> web.StreamResponse:
+    ) -> web.StreamResponse | None:
         self.stats["batches"] += 1
         envelope = _Op("POST", None, None, {}, _ABSENT, None, None, root, request_id, crid, "")
         if request.method != "POST":
@@ -1354,7 +1364,7 @@ class GraphEmulator:
         self.stats["batch_items"] += len(items)
         prepared = [self._prepare(self._item_op(item, root), None) for item in items]
         if any(p.drop for p in prepared):
-            return self._drop(request)
+            return None
         statuses: dict[str, int] = {}
         responses: list[dict[str, Any]] = []
         for item, prep in zip(items, prepared, strict=True):
@@ -1371,7 +1381,7 @@ class GraphEmulator:
             responses.append(_batch_response(item["id"], result))
         self._batch_rng.shuffle(responses)
         if any(p.drop_after for p in prepared):
-            return self._drop(request)
+            return None
         ok = _Result(200, {"responses": responses})
         return self._http_response(ok, request_id, crid)
 

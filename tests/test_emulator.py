@@ -945,3 +945,22 @@ def test_guids_are_the_version_4_uuids_of_the_same_random_bits() -> None:
         value = _guid(drawn)
         assert value == str(uuid.UUID(int=expected.getrandbits(128), version=4))
         assert uuid.UUID(value).version == 4
+
+
+async def test_latency_delays_answers_and_dropped_connections_alike(
+    emulator: GraphEmulator, session: aiohttp.ClientSession
+) -> None:
+    emulator.configure({"latency": 0.3})
+    started = time.monotonic()
+    status, body = await create(session, emulator, cert())
+    assert status == 201 and body["id"]
+    assert time.monotonic() - started >= 0.3
+    emulator.script([{"action": "created_drop"}])
+    started = time.monotonic()
+    with pytest.raises(DISCONNECTED):
+        await create(session, emulator, cert(THUMB_B))
+    assert time.monotonic() - started >= 0.3
+    assert {r["certificateThumbprint"] for r in emulator.records.values()} == {THUMB_A, THUMB_B}
+    started = time.monotonic()
+    assert (await batch(session, emulator, [create_item("1", "C" * 40)]))[0] == 200
+    assert time.monotonic() - started >= 0.3  # once per $batch
