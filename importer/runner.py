@@ -704,8 +704,11 @@ class Runner:
             if len(records) >= OUTCOME_GROUP or time.monotonic() - last_store > 1.0:
                 store()
 
+        def halted() -> bool:
+            return self.stopping or self.abort is not None
+
         async def handle(jobs: list[_Job]) -> None:
-            if self.stopping or self.abort is not None:
+            if halted():
                 unsent(jobs, intended=True)
                 return
             try:
@@ -753,9 +756,6 @@ class Runner:
                     jobs.append(extra)
                 await handle(jobs)
                 flush()
-
-        def halted() -> bool:
-            return self.stopping or self.abort is not None
 
         async def produce() -> None:
             whole = iter([only]) if only is not None else self._validated(source)
