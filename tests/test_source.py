@@ -44,7 +44,9 @@ def read_all(path: Path, chunk_size: int = 2) -> tuple[list[int], list[dict[str,
     for chunk in source.chunks():
         assert len(chunk) == len(chunk.lines) <= chunk_size
         lines += [int(n) for n in chunk.lines]
-        rows += chunk.raw.to_dict("records")
+        names = list(chunk.raw.columns)  # unnamed trailing columns share the name ""
+        cells = chunk.raw.itertuples(index=False, name=None)
+        rows += [dict(zip(names, row, strict=True)) for row in cells]
     return lines, rows
 
 
