@@ -332,7 +332,7 @@ def baseline(
         cpu=cpu,
         rss_mb=rss,
         lost=rows - held,
-        extra={"posting": report["posting"]},
+        extra={"posting": report["posting"], "loop": loop},
     )
 
 
@@ -349,7 +349,7 @@ def versus(result: Result, plains: list[Result]) -> str:
     """``result``'s rate as a multiple of each plain-aiohttp baseline's, timed like certimport
     (file read included), and in brackets of its posting alone (file read left out)."""
     return ", ".join(
-        f"{result.rate / p.rate:.2f}x plain aiohttp on {p.case.split('(')[1].split(')')[0]} "
+        f"{result.rate / p.rate:.2f}x plain aiohttp on {p.extra['loop']} "
         f"({result.rate * p.extra['posting'] / p.rows:.2f}x its posting alone)"
         for p in plains
     )
@@ -476,7 +476,7 @@ def main() -> None:
             # The CPU-bound cases and the plain baselines run interleaved, ROUNDS times each,
             # and the median run of each is shown: a shared machine drifts by 10% in a minute,
             # which would otherwise land on whichever case ran at the wrong moment.
-            runs: dict[str, Callable[..., Result]] = {}
+            runs: dict[str, Callable[[int], Result]] = {}  # each called with its round
             if "cpu" in cases:
                 single = ["--concurrency", "16"]
                 for name, options in (
@@ -490,7 +490,7 @@ def main() -> None:
             if "baselines" in cases:
                 for loop in LOOPS:
                     name = f"baseline plain aiohttp ({loop}) c=16"
-                    runs[name] = partial(
+                    plain_run = partial(
                         baseline,
                         name,
                         BASELINE,
@@ -501,13 +501,12 @@ def main() -> None:
                         COLLECTION_URL.format(root=emulator.root),
                         loop=loop,
                     )
+                    runs[name] = lambda _round, job=plain_run: job()  # keeps no per-run state
             measured: dict[str, list[Result]] = {name: [] for name in runs}
             for round_ in range(ROUNDS if runs else 0):
                 for name, run in runs.items():
                     emulator.setup()
-                    measured[name].append(
-                        run(run=round_) if name.startswith("cpu-bound") else run()
-                    )
+                    measured[name].append(run(round_))
             chosen = {name: median_run(results_of) for name, results_of in measured.items()}
             results.extend(chosen.values())
             if runs:

@@ -671,9 +671,7 @@ class Validator:
             late = issued > expires  # NaN compares False
         # pandera checks the rows that may fail: a suspect cell in any column, or dates out
         # of order. The other rows' cells all passed their column's cheap test.
-        rows = np.flatnonzero(late)
-        for where in suspects.values():
-            rows = np.union1d(rows, where)
+        rows = np.unique(np.concatenate([np.flatnonzero(late), *suspects.values()]))
         if len(rows):
             frame = values.iloc[rows].copy()
             frame[_ORDER_COLUMN] = late[rows]
