@@ -1,11 +1,15 @@
 """Profiles: how the columns of one kind of export map to Graph properties, kept as TOML data.
 
-A profile (``config/profiles/<name>.toml``) names, for each Graph property, the header(s) it is
+A profile (``<name>.toml``) names, for each Graph property, the header(s) it is
 read from or a constant, which properties must be mapped, which headers are expected but not
 sent, which cells mean "empty" (``EMPTY`` in certutil exports) and how a status column becomes
 Graph's revoke status. The ``[columns]`` table of the settings overrides a profile's columns.
 ``--profile auto`` scores every profile against the header and takes the one that maps most
 columns. Headers are compared after trimming, case-folding and collapsing runs of spaces.
+
+The built-in profiles ship inside the package (``importer/data/profiles``, read through
+:mod:`importlib.resources`, so an installed wheel has them in any working directory); a
+``config/profiles/<name>.toml`` in the working directory adds one or replaces a built-in one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +28,7 @@ from importer.errors import ConfigError, InputError, UsageError
 from importer.model import PROPERTIES, REQUIRED_CELLS, REQUIRED_COLUMNS, REVOKE_STATUSES
 
 AUTO = "auto"
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
+BUILTIN_DIR: Traversable = resources.files("importer") / "data" / "profiles"
 LOCAL_DIR = Path("config") / "profiles"  # an operator's own profiles, in the working directory
 _SPACES = re.compile(r"\s+")
 _CODE = re.compile(r"^(\S+)\s+--\s")  # certutil writes dispositions as "21 -- Revoked"
@@ -122,18 +128,26 @@ def parse_columns(
     return settings
 
 
-def load_profile(path: str | Path) -> Profile:
-    """Read one profile file; raises :class:`ConfigError` listing every problem in it."""
-    path = Path(path)
+def load_profile(path: str | Path | Traversable) -> Profile:
+    """Read one profile file; raises :class:`ConfigError` listing every problem in it.
+
+    ``path`` is a file of the operator's or a built-in profile inside the package.
+    """
+    if isinstance(path, str):
+        path = Path(path)
     try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise UsageError(f"profile file not found: {path}") from None
+        text = path.read_bytes().decode("utf-8")
+        data = tomllib.loads(text)
+    except FileNotFoundError as exc:
+        raise UsageError(f"profile file not found: {path}") from exc
+    except IsADirectoryError as exc:
+        raise UsageError(f"profile {path} is a directory, not a .toml file") from exc
     except OSError as exc:
-        raise UsageError(f"cannot read profile {path}: {exc.strerror}") from None
+        raise UsageError(f"cannot read profile {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8"]) from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
     problems: list[str] = []
     origin = str(path)
     known = {"description", "priority", "required", "ignore", "empty", "columns", "revoke_status"}
@@ -171,7 +185,7 @@ def load_profile(path: str | Path) -> Profile:
     if problems:
         raise ConfigError(problems)
     return Profile(
-        name=path.stem,
+        name=Path(path.name).stem,
         description=str(description),
         source=origin,
         priority=priority,
@@ -184,17 +198,27 @@ def load_profile(path: str | Path) -> Profile:
     )
 
 
-def profile_files(dirs: Sequence[Path] | None = None) -> dict[str, Path]:
+def profile_files(
+    dirs: Sequence[Path | Traversable] | None = None,
+) -> dict[str, Path | Traversable]:
     """Profile name -> file: the working directory's ``config/profiles`` over the built-in ones."""
-    found: dict[str, Path] = {}
+    found: dict[str, Path | Traversable] = {}
     for directory in dirs if dirs is not None else (LOCAL_DIR, BUILTIN_DIR):
         if directory.is_dir():
-            for path in sorted(directory.glob("*.toml")):
-                found.setdefault(path.stem, path)
+            files = [p for p in directory.iterdir() if p.name.endswith(".toml") and p.is_file()]
+            for path in sorted(files, key=lambda p: p.name):
+                found.setdefault(Path(path.name).stem, path)
     return found
 
 
-def load_profiles(spec: str = AUTO, dirs: Sequence[Path] | None = None) -> list[Profile]:
+def builtin_names() -> list[str]:
+    """The names of the profiles that ship with certimport."""
+    return sorted(profile_files([BUILTIN_DIR]))
+
+
+def load_profiles(
+    spec: str = AUTO, dirs: Sequence[Path | Traversable] | None = None
+) -> list[Profile]:
     """The candidate profiles for ``spec``: every known profile for ``auto``, else the one named.
 
     ``spec`` may also be a path to a ``.toml`` file. Raises :class:`UsageError` for an unknown
@@ -205,7 +229,7 @@ def load_profiles(spec: str = AUTO, dirs: Sequence[Path] | None = None) -> list[
     files = profile_files(dirs)
     if spec == AUTO:
         if not files:
-            raise UsageError("no profiles found in config/profiles")
+            raise UsageError("no profiles found (the package's own are missing: reinstall)")
         profiles = [load_profile(p) for p in files.values()]
         return sorted(profiles, key=lambda p: (p.priority, p.name))
     if spec not in files:
@@ -307,7 +331,7 @@ def choose(
     *,
     profile: str = AUTO,
     columns: Iterable[ColumnSetting] = (),
-    dirs: Sequence[Path] | None = None,
+    dirs: Sequence[Path | Traversable] | None = None,
     line: int = 1,
 ) -> tuple[HeaderMatch, str]:
     """Pick the profile for a header; returns the match and how it was chosen, for messages.
