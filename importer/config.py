@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import codecs
 import ipaddress
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -161,6 +163,16 @@ _KEYS: dict[str, tuple[str, type]] = {
 }
 # The TOML key where it differs from the setting's name.
 _TOML_NAMES = {"auth_method": "method"}
+# Keys refused in a config file, in any section, and the environment variable to use instead:
+# a file is copied, committed and backed up, so secrets come from the environment only.
+_SECRET_KEYS = {
+    "access_token": "CERTIMPORT_ACCESS_TOKEN",
+    "client_secret": "AZURE_CLIENT_SECRET",
+    "certificate_password": "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "client_certificate_password": "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "password": "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+}
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 
 
 def env_name(key: str) -> str:
@@ -179,19 +191,53 @@ def _coerce(key: str, kind: type, value: Any, origin: str, problems: list[str]) 
             return False
         problems.append(f"{origin}: {key} must be true or false, got {value!r}")
         return None
-    if kind in (int, float):
-        if isinstance(value, bool):
-            problems.append(f"{origin}: {key} must be a number, got {value!r}")
-            return None
-        try:
-            return kind(value)
-        except (TypeError, ValueError):
-            problems.append(f"{origin}: {key} must be a number, got {value!r}")
-            return None
+    if kind is int:
+        return _coerce_int(key, value, origin, problems)
+    if kind is float:
+        return _coerce_float(key, value, origin, problems)
     if not isinstance(value, str):
         problems.append(f"{origin}: {key} must be a string, got {value!r}")
         return None
     return value.strip()
+
+
+def _coerce_int(key: str, value: Any, origin: str, problems: list[str]) -> int | None:
+    """An int, a whole finite float (TOML ``8.0``) or a string of digits; nothing rounded."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value.strip()):
+        return int(value.strip())
+    problems.append(f"{origin}: {key} must be a whole number, got {value!r}")
+    return None
+
+
+def _coerce_float(key: str, value: Any, origin: str, problems: list[str]) -> float | None:
+    """A finite number: inf and nan would slip through every range check."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        problems.append(f"{origin}: {key} must be a number, got {value!r}")
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        problems.append(f"{origin}: {key} must be a number, got {value!r}")
+        return None
+    if not math.isfinite(number):
+        problems.append(f"{origin}: {key} must be a finite number, got {value!r}")
+        return None
+    return number
+
+
+def _secret_problem(path: Path, where: str, name: str) -> str | None:
+    """The problem for a secret written in the file (never its value), or None."""
+    variable = _SECRET_KEYS.get(name.lower())
+    if variable is None:
+        return None
+    return (
+        f"{path}: {where}{name} is a secret and is not read from a config file; "
+        f"remove it and set the environment variable {variable} instead"
+    )
 
 
 def _from_toml(path: Path, problems: list[str]) -> dict[str, Any]:
@@ -204,15 +250,26 @@ def _from_toml(path: Path, problems: list[str]) -> dict[str, Any]:
     except OSError as exc:
         problems.append(f"{path}: cannot read config file: {exc.strerror}")
         return {}
+    except UnicodeDecodeError as exc:  # tomllib decodes the whole file as UTF-8 first
+        problems.append(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8")
+        return {}
     except tomllib.TOMLDecodeError as exc:
         problems.append(f"{path}: not valid TOML: {exc}")
         return {}
-    toml_to_key = {(section, _TOML_NAMES.get(k, k)): k for k, (section, _) in _KEYS.items()}
+    toml_to_key = {
+        (section, _TOML_NAMES.get(k, k)): k
+        for k, (section, _) in _KEYS.items()
+        if k not in _SECRET_KEYS
+    }
     values: dict[str, Any] = {}
     for section, table in data.items():
         if not isinstance(table, dict):
-            problems.append(f"{path}: top-level key {section!r} must be a [section]")
+            secret = _secret_problem(path, "", section)
+            problems.append(secret or f"{path}: top-level key {section!r} must be a [section]")
             continue
+        secrets = [_secret_problem(path, f"[{section}] ", name) for name in table]
+        problems.extend(p for p in secrets if p is not None)
+        table = {name: v for name, v in table.items() if name.lower() not in _SECRET_KEYS}
         if section == "columns":  # property = "Header" | ["A", "B"] | { value = "constant" }
             values["columns"] = tuple(parse_columns(table, str(path), problems))
             continue
@@ -325,6 +382,19 @@ def _check_input(values: dict[str, Any], problems: list[str]) -> None:
         values["dayfirst"] = None  # a format already says where the day is
 
 
+def config_file(
+    config_path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    """The settings file a command reads: ``config_path``, else ``$CERTIMPORT_CONFIG``, else
+    ``config/certimport.toml`` when it exists; None when there is none."""
+    env = os.environ if environ is None else environ
+    if config_path is None and env.get("CERTIMPORT_CONFIG"):
+        config_path = env["CERTIMPORT_CONFIG"]
+    if config_path is not None:
+        return Path(config_path)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
 def load_settings(
     config_path: str | os.PathLike[str] | None = None,
     *,
@@ -339,12 +409,9 @@ def load_settings(
     env = os.environ if environ is None else environ
     problems: list[str] = []
     values: dict[str, Any] = {}
-    if config_path is None and env.get("CERTIMPORT_CONFIG"):
-        config_path = env["CERTIMPORT_CONFIG"]
-    if config_path is not None:
-        values.update(_from_toml(Path(config_path), problems))
-    elif DEFAULT_CONFIG_PATH.is_file():
-        values.update(_from_toml(DEFAULT_CONFIG_PATH, problems))
+    path = config_file(config_path, env)
+    if path is not None:
+        values.update(_from_toml(path, problems))
     for key, (_, kind) in _KEYS.items():
         name = env_name(key)
         if name in env and env[name] != "":

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from importer.cli import cli
 from importer.config import Settings, load_settings
 from importer.errors import ConfigError
 
@@ -197,8 +200,8 @@ timezone = "Mars/Olympus_Mons"
     assert problems_of(path, environ=env) == [
         f"{path}: unknown setting [graph] colour; known keys in [graph]: allow_custom_host, "
         "base_url, cloud, tenant_id",
-        f"{path}: [run] concurrency must be a number, got 'many'",
-        "environment: CERTIMPORT_MAX_ATTEMPTS must be a number, got 'lots'",
+        f"{path}: [run] concurrency must be a whole number, got 'many'",
+        "environment: CERTIMPORT_MAX_ATTEMPTS must be a whole number, got 'lots'",
         "cloud must be one of global, usgov, dod, china, got 'mars'",
         "base_url 'http://graph.example/beta': plain http is allowed only for loopback hosts "
         "(127.0.0.1, ::1, localhost); tokens are never sent unencrypted",
@@ -239,7 +242,7 @@ METHODS = (
         ({"CERTIMPORT_CONCURRENCY": "0"}, "concurrency must be between 1 and 1024, got 0"),
         (
             {"CERTIMPORT_CONCURRENCY": "4.5"},
-            "environment: CERTIMPORT_CONCURRENCY must be a number, got '4.5'",
+            "environment: CERTIMPORT_CONCURRENCY must be a whole number, got '4.5'",
         ),
         ({"CERTIMPORT_MAX_ATTEMPTS": "1001"}, "max_attempts must be between 1 and 1000, got 1001"),
         ({"CERTIMPORT_CHUNK_SIZE": "99"}, "chunk_size must be between 100 and 10000000, got 99"),
@@ -249,7 +252,19 @@ METHODS = (
         ),
         (
             {"CERTIMPORT_REQUEST_TIMEOUT": "nan"},
-            "request_timeout must be a positive number of seconds, got nan",
+            "environment: CERTIMPORT_REQUEST_TIMEOUT must be a finite number, got 'nan'",
+        ),
+        (
+            {"CERTIMPORT_RETRY_DEADLINE": "inf"},
+            "environment: CERTIMPORT_RETRY_DEADLINE must be a finite number, got 'inf'",
+        ),
+        (
+            {"CERTIMPORT_CONCURRENCY": "nan"},
+            "environment: CERTIMPORT_CONCURRENCY must be a whole number, got 'nan'",
+        ),
+        (
+            {"CERTIMPORT_CONCURRENCY": "1e3"},
+            "environment: CERTIMPORT_CONCURRENCY must be a whole number, got '1e3'",
         ),
         (
             {"CERTIMPORT_ALLOW_CUSTOM_HOST": "maybe"},
@@ -267,10 +282,18 @@ def test_each_problem(env: dict[str, str], problem: str) -> None:
         ("[graph]\nbogus = 1\n", "unknown setting [graph] bogus; known keys in [graph]: "
          "allow_custom_host, base_url, cloud, tenant_id"),
         ("[auth]\nauth_method = 'static'\n", "unknown setting [auth] auth_method; known keys in "
-         "[auth]: access_token, certificate_path, client_id, method"),
+         "[auth]: certificate_path, client_id, method"),
         ("[extra]\nx = 1\n", "unknown setting [extra] x"),
         ("concurrency = 4\n", "top-level key 'concurrency' must be a [section]"),
-        ("[run]\nconcurrency = true\n", "[run] concurrency must be a number, got True"),
+        ("[run]\nconcurrency = true\n", "[run] concurrency must be a whole number, got True"),
+        ("[run]\nconcurrency = 2.5\n", "[run] concurrency must be a whole number, got 2.5"),
+        ("[run]\nconcurrency = 1e400\n", "[run] concurrency must be a whole number, got inf"),
+        ("[run]\nconcurrency = nan\n", "[run] concurrency must be a whole number, got nan"),
+        ("[run]\nchunk_size = '1_000'\n", "[run] chunk_size must be a whole number, got '1_000'"),
+        ("[run]\nrequest_timeout = inf\n", "[run] request_timeout must be a finite number, "
+         "got inf"),
+        ("[journal]\nshrink_guard = -nan\n", "[journal] shrink_guard must be a finite number, "
+         "got nan"),
         ("[run]\nretry_deadline = 'soon'\n", "[run] retry_deadline must be a number, got 'soon'"),
         ("[graph]\nallow_custom_host = 'perhaps'\n", "[graph] allow_custom_host must be true or "
          "false, got 'perhaps'"),
@@ -382,18 +405,15 @@ def test_scope_follows_a_base_url_override() -> None:
 # --- secrets -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("source", ["environment", "toml", "override"])
-def test_token_never_shows(tmp_path: Path, source: str) -> None:
+@pytest.mark.parametrize("source", ["environment", "override"])
+def test_token_never_shows(source: str) -> None:
     env = {"CERTIMPORT_AUTH_METHOD": "static"}
-    path = None
     overrides: dict[str, Any] = {}
     if source == "environment":
         env["CERTIMPORT_ACCESS_TOKEN"] = TOKEN
-    elif source == "toml":
-        path = toml(tmp_path, f'[auth]\naccess_token = "{TOKEN}"\n')
     else:
         overrides["access_token"] = TOKEN
-    settings = load_settings(path, environ=env, overrides=overrides)
+    settings = load_settings(environ=env, overrides=overrides)
     assert settings.access_token is not None
     assert settings.access_token.reveal() == TOKEN
     shown = [
@@ -416,3 +436,104 @@ def test_token_is_not_in_config_errors() -> None:
         load_settings(environ=env)
     assert TOKEN not in str(caught.value)
     assert TOKEN not in repr(caught.value)
+
+
+SECRET_REFUSED = (
+    "{path}: {where} is a secret and is not read from a config file; remove it and set the "
+    "environment variable {variable} instead"
+)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "variable"),
+    [
+        ("auth", "access_token", "CERTIMPORT_ACCESS_TOKEN"),
+        ("auth", "client_secret", "AZURE_CLIENT_SECRET"),
+        ("auth", "certificate_password", "AZURE_CLIENT_CERTIFICATE_PASSWORD"),
+        ("auth", "client_certificate_password", "AZURE_CLIENT_CERTIFICATE_PASSWORD"),
+        ("auth", "password", "AZURE_CLIENT_CERTIFICATE_PASSWORD"),
+        ("graph", "access_token", "CERTIMPORT_ACCESS_TOKEN"),
+        ("run", "Client_Secret", "AZURE_CLIENT_SECRET"),
+        ("columns", "password", "AZURE_CLIENT_CERTIFICATE_PASSWORD"),
+    ],
+)
+def test_a_secret_in_the_config_file_is_refused_without_showing_it(
+    tmp_path: Path, section: str, key: str, variable: str
+) -> None:
+    path = toml(tmp_path, f'[{section}]\n{key} = "{TOKEN}"\n')
+    env = {"CERTIMPORT_ACCESS_TOKEN": "from-the-environment"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ=env)
+    assert list(caught.value.problems) == [
+        SECRET_REFUSED.format(path=path, where=f"[{section}] {key}", variable=variable)
+    ]
+    assert TOKEN not in str(caught.value)
+    assert TOKEN not in repr(caught.value)
+
+
+def test_a_secret_at_the_top_of_the_file_is_refused_too(tmp_path: Path) -> None:
+    path = toml(tmp_path, f'access_token = "{TOKEN}"\n[run]\nconcurrency = 0\n')
+    problems = problems_of(path, environ={})
+    assert problems == [
+        SECRET_REFUSED.format(path=path, where="access_token", variable="CERTIMPORT_ACCESS_TOKEN"),
+        "concurrency must be between 1 and 1024, got 0",
+    ]
+    assert not any(TOKEN in p for p in problems)
+
+
+def test_the_token_from_the_environment_still_works_beside_a_config_file(tmp_path: Path) -> None:
+    path = toml(tmp_path, '[auth]\nmethod = "static"\n')
+    settings = load_settings(path, environ={"CERTIMPORT_ACCESS_TOKEN": TOKEN})
+    assert settings.auth_method == "static"
+    assert settings.access_token is not None
+    assert settings.access_token.reveal() == TOKEN
+
+
+def test_a_secret_in_the_config_file_ends_the_cli_with_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("CERTIMPORT_"):
+            monkeypatch.delenv(name)
+    config = toml(tmp_path, f'[auth]\nclient_secret = "{TOKEN}"\n')
+    inventory = tmp_path / "inv.csv"
+    inventory.write_text("certificateThumbprint\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        cli, ["inspect", str(inventory), "--config", str(config)], catch_exceptions=False
+    )
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "error: invalid configuration:\n  - "
+        + SECRET_REFUSED.format(
+            path=config, where="[auth] client_secret", variable="AZURE_CLIENT_SECRET"
+        )
+        + "\n"
+    )
+    assert TOKEN not in result.output
+
+
+# --- the file itself and its numbers -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"[run]\nconcurrency = 8 # \xe9t\xe9\n",  # cp1252 / latin-1 accents
+        "[run]\nconcurrency = 8\n".encode("utf-16"),  # PowerShell's default redirection
+    ],
+)
+def test_a_config_file_that_is_not_utf8_is_a_problem(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "certimport.toml"
+    path.write_bytes(content)
+    [problem] = problems_of(path, environ={})
+    assert problem.startswith(f"{path}: not UTF-8 text (byte ")
+    assert problem.endswith("): save it as UTF-8")
+
+
+def test_whole_numbers_are_accepted_however_written(tmp_path: Path) -> None:
+    path = toml(tmp_path, "[run]\nconcurrency = 8.0\nbatch = '5'\nmax_attempts = 3\n")
+    settings = load_settings(path, environ={"CERTIMPORT_CHUNK_SIZE": " 2000 "})
+    assert (settings.concurrency, settings.batch, settings.max_attempts) == (8, 5, 3)
+    assert settings.chunk_size == 2000
+    assert isinstance(settings.concurrency, int)
