@@ -3,7 +3,8 @@
 Detected encoding, delimiter and skipped lines, the profile and how each header maps to a Graph
 property, the number of records (valid and rejected), and the first records as the bodies that
 would be sent. A file that cannot be imported as it is still gets the part that was found, then
-the list of what is missing (the CLI exits 2).
+the list of what is missing (the CLI exits 2); so does a file of which no record would be sent
+(no data rows, or every record rejected).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Inspection:
     chosen: str = ""  # how the profile was chosen
     match: HeaderMatch | None = None
     error: InputError | None = None  # why the file cannot be imported as it is
+    scanned: bool = False  # every record was read and validated (records/rejected are final)
     records: int = 0
     rejected: int = 0
     first: list[tuple[int, str]] = field(default_factory=list)  # (line, body or problems)
@@ -68,14 +70,14 @@ class Inspection:
                 )
             for name in match.extras:
                 out.append(f"  {name!r:<{width}}    not a Graph property: not sent")
+        if self.scanned:
+            valid = self.records - self.rejected
+            out.append(f"records    {self.records} ({valid} valid, {self.rejected} rejected)")
+            if self.first:
+                out.append(f"first {len(self.first)} record(s) as they would be sent:")
+                out += [f"  line {line}: {text}" for line, text in self.first]
         if self.error is not None:
             out.append(f"cannot import: {self.error}")
-            return out
-        valid = self.records - self.rejected
-        out.append(f"records    {self.records} ({valid} valid, {self.rejected} rejected)")
-        if self.first:
-            out.append(f"first {len(self.first)} record(s) as they would be sent:")
-            out += [f"  line {line}: {text}" for line, text in self.first]
         return out
 
 
@@ -83,7 +85,8 @@ def inspect_file(path: str, settings: Settings, *, rows: int = 5) -> Inspection:
     """Inspect ``path`` with the input settings; reads (and validates) the whole file.
 
     Raises :class:`InputError` only when the file cannot be read at all; a header that cannot
-    be mapped is reported in :attr:`Inspection.error`.
+    be mapped, or a file of which no record would be sent, is reported in
+    :attr:`Inspection.error`. The counts cover every record, read chunk by chunk.
     """
     delimiter = settings.delimiter or None
     dialect, sample = detect(path, encoding=settings.encoding, delimiter=delimiter)
@@ -132,7 +135,23 @@ def inspect_file(path: str, settings: Settings, *, rows: int = 5) -> Inspection:
                 body: dict[str, Any] = build_bodies(vc.values, np.array([pos]))[0]
                 text = orjson.dumps(body).decode()
             inspection.first.append((line_number, text))
+    inspection.scanned = True
+    inspection.error = _nothing_to_send(path, inspection.records, inspection.rejected)
     return inspection
+
+
+def _nothing_to_send(path: str, records: int, rejected: int) -> InputError | None:
+    """Why no record of the file would be sent, or None when at least one would."""
+    if records == 0:
+        return InputError(path, "no record would be sent: there are no data rows after the header")
+    if rejected < records:
+        return None
+    what = "the only record is" if records == 1 else f"all {records} records are"
+    return InputError(
+        path,
+        f"no record would be sent: {what} rejected",
+        hint="certimport validate lists the reason for every row",
+    )
 
 
 def _closest(names: list[str], settings: Settings) -> HeaderMatch | None:

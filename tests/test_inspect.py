@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import SAMPLES
+from conftest import SAMPLES, row, write_inventory
 
 from importer.cli import cli
 
@@ -123,3 +123,83 @@ def test_every_new_sample_is_valid_as_documented(
     with (tmp_path / "o" / "results.csv").open(encoding="utf-8", newline="") as handle:
         statuses = {r["status"] for r in csv.DictReader(handle)}
     assert statuses == {"valid"}
+
+
+# --- a file of which nothing would be sent ------------------------------------------------
+
+
+def test_inspect_exits_2_when_every_record_is_rejected(tmp_path: Path) -> None:
+    rows = [row(n, certificateThumbprint="not-hex") for n in range(3)]
+    path = write_inventory(tmp_path / "inv.csv", rows)
+    code, out, err = invoke("inspect", str(path), "--rows", "2")
+    assert (code, err) == (2, "")
+    lines = out.splitlines()
+    assert "profile    graph (auto: best match of graph, adcs, powershell)" in lines
+    why = (
+        "rejected: column certificateThumbprint: 'not-hex' is not a SHA-1 thumbprint: "
+        "40 hex digits after removing spaces and colons"
+    )
+    assert lines[-5:] == [  # what was found is still shown, then why nothing would be sent
+        "records    3 (0 valid, 3 rejected)",
+        "first 2 record(s) as they would be sent:",
+        f"  line 2: {why}",
+        f"  line 3: {why}",
+        f"cannot import: {path}: no record would be sent: all 3 records are rejected "
+        "(certimport validate lists the reason for every row)",
+    ]
+
+
+def test_inspect_exits_2_when_the_only_record_is_rejected(tmp_path: Path) -> None:
+    path = write_inventory(tmp_path / "inv.csv", [row(1, certificateSerialNumber="zz")])
+    code, out, _ = invoke("inspect", str(path))
+    assert code == 2
+    assert "records    1 (0 valid, 1 rejected)" in out.splitlines()
+    assert out.splitlines()[-1] == (
+        f"cannot import: {path}: no record would be sent: the only record is rejected "
+        "(certimport validate lists the reason for every row)"
+    )
+
+
+@pytest.mark.parametrize("after_header", ["", "\r\n\r\n,,,,,,,,,,\r\n"])
+def test_inspect_exits_2_for_a_header_without_data_rows(tmp_path: Path, after_header: str) -> None:
+    path = write_inventory(tmp_path / "inv.csv", [])
+    with path.open("a", encoding="utf-8", newline="") as handle:
+        handle.write(after_header)  # blank lines, or only delimiters, are not records
+    code, out, err = invoke("inspect", str(path))
+    assert (code, err) == (2, "")
+    lines = out.splitlines()
+    assert ["'certificateThumbprint'", "->", "certificateThumbprint"] in [
+        line.split() for line in lines
+    ]
+    assert lines[-2:] == [
+        "records    0 (0 valid, 0 rejected)",
+        f"cannot import: {path}: no record would be sent: there are no data rows after the header",
+    ]
+
+
+def test_inspect_exits_0_with_one_good_row(tmp_path: Path) -> None:
+    path = write_inventory(tmp_path / "inv.csv", [row(1)])
+    code, out, err = invoke("inspect", str(path))
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert "records    1 (1 valid, 0 rejected)" in lines
+    assert lines[-1].startswith('  line 2: {"@odata.type":"#microsoft.graph.')
+    assert not any(line.startswith("cannot import") for line in lines)
+
+
+def test_one_good_row_after_chunks_of_rejected_ones_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decision counts every record of the file, read chunk by chunk, not the sample."""
+    monkeypatch.setenv("CERTIMPORT_CHUNK_SIZE", "100")
+    rows = [row(n, certificateThumbprint="not-hex") for n in range(250)] + [row(250)]
+    path = write_inventory(tmp_path / "inv.csv", rows)
+    code, out, _ = invoke("inspect", str(path), "--rows", "1")
+    assert code == 0
+    assert "records    251 (1 valid, 250 rejected)" in out.splitlines()
+    path = write_inventory(tmp_path / "inv.csv", rows[:250])
+    code, out, _ = invoke("inspect", str(path), "--rows", "1")
+    assert code == 2
+    assert out.splitlines()[-1].startswith(
+        f"cannot import: {path}: no record would be sent: all 250 records are rejected"
+    )
