@@ -15,6 +15,11 @@ in Graph instead of posting it again: nothing is duplicated, one lookup is spent
 
 A lock file next to the database (``flock``, released by the kernel when the holder dies, even
 by ``kill -9``) keeps a second run of the same target out, and says who holds it.
+
+Nothing is created before a journal is opened for writing (with its lock): then a missing
+state directory is made, private (0700); an existing one keeps its mode, with a warning when
+group or others may read or write it. A journal opened for reading (``lock=False``) creates
+nothing: a missing one reads as empty.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ import contextlib
 import fcntl
 import itertools
 import json
+import logging
 import os
 import re
 import socket
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,6 +79,10 @@ CREATE TABLE IF NOT EXISTS runs (
 # outcome survives a send that never returned.
 DONE_STATUSES = ("created", "updated")
 MAX_ROWS_PER_STATEMENT = 500  # rows written by one INSERT; fewer when SQLite allows fewer
+SHARED_BITS = 0o066  # read or write for group or others
+
+log = logging.getLogger(__name__)
+_warned_dirs: set[Path] = set()  # state directories already warned about in this process
 
 
 def default_state_dir() -> Path:
@@ -84,6 +95,40 @@ def target_name(graph_root: str, tenant: str) -> str:
     """A file-name-safe name for a target (Graph root + tenant)."""
     text = f"{graph_root.split('://', 1)[-1]}_{tenant or 'default'}"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def make_state_dir(directory: Path) -> None:
+    """Create ``directory`` (and missing parents) with mode 0700 when it does not exist.
+
+    An existing directory is never changed: the operator may share it on purpose. When group
+    or others may read or write it, a warning says so (once per directory and process).
+    """
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        warn_if_shared(directory)
+        return
+    # Ours, just made: the umask may have taken owner bits too, so set the mode exactly.
+    os.chmod(directory, 0o700)
+
+
+def warn_if_shared(directory: Path) -> None:
+    """Warn (once) when an existing state directory is open to group or others."""
+    try:
+        mode = directory.stat().st_mode
+    except OSError:
+        return  # missing or unreadable: opening the journal says so
+    key = directory.absolute()
+    if stat.S_ISDIR(mode) and mode & SHARED_BITS and key not in _warned_dirs:
+        _warned_dirs.add(key)
+        log.warning(
+            "state directory %s is readable or writable by group or others (mode %03o): the "
+            "journal names every certificate and device sent; chmod 700 it unless shared on "
+            "purpose",
+            directory,
+            mode & 0o777,
+        )
 
 
 def row_key(thumbprint: str, device: str) -> str:
@@ -185,14 +230,18 @@ class JournalLock:
 
 
 class Journal:
-    """The SQLite journal of one target. Use as a context manager (locks and closes)."""
+    """The SQLite journal of one target. Use as a context manager (locks and closes).
+
+    With ``lock`` (a run) it is opened for writing: the state directory and the database are
+    created when missing. Without it, for commands that only read, nothing is created: a
+    missing journal is opened as an empty one in memory. Constructing it touches no file.
+    """
 
     def __init__(self, path: Path, *, run_id: str, lock: bool = True) -> None:
         self.path = path
         self.run_id = run_id
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(path.parent, 0o700)
         self._lock = JournalLock(path.with_name(path.name + ".lock")) if lock else None
+        self._in_memory = False  # opened for reading and the file does not exist
         self._db: sqlite3.Connection | None = None
         self._outcomes: sqlite3.Connection | None = None  # writes outcomes, synchronous=NORMAL
         self._reader: sqlite3.Connection | None = None
@@ -208,7 +257,10 @@ class Journal:
 
     def __enter__(self) -> Journal:
         if self._lock is not None:
+            make_state_dir(self.path.parent)
             self._lock.acquire(self.run_id)
+        else:
+            warn_if_shared(self.path.parent)
         try:
             self._open()
         except BaseException:
@@ -221,6 +273,9 @@ class Journal:
         self.close()
 
     def _open(self) -> None:
+        if self._lock is None and not self.path.exists():
+            self._open_empty()
+            return
         if not self.path.exists():
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         try:
@@ -243,6 +298,13 @@ class Journal:
         outcomes.execute("PRAGMA busy_timeout=10000")
         self._outcomes = outcomes
 
+    def _open_empty(self) -> None:
+        """A journal that is not there yet, for reading: empty tables in memory, no file."""
+        db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        db.executescript(SCHEMA)
+        self._db = db
+        self._in_memory = True
+
     @property
     def db(self) -> sqlite3.Connection:
         """The open connection."""
@@ -260,6 +322,7 @@ class Journal:
         if self._db is not None:
             self._db.close()
             self._db = None
+        self._in_memory = False
         if self._lock is not None:
             self._lock.release()
 
@@ -271,15 +334,17 @@ class Journal:
         Reads through a connection of its own, so that a thread deciding the next rows and
         a thread writing intents and outcomes never share one (WAL lets them run together).
         """
-        if self._reader is None:
+        if self._reader is None and not self._in_memory:
             assert self._db is not None, "the journal is not open"
             self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._reader.execute("PRAGMA query_only=1")
             self._reader.execute("PRAGMA busy_timeout=10000")
+        # An empty journal in memory has no file for a second connection: its one serves.
+        reader = self._reader or self.db
         found: dict[str, Entry] = {}
         step = 20_000
         for start in range(0, len(keys), step):
-            cursor = self._reader.execute(
+            cursor = reader.execute(
                 "SELECT key, body_hash, status, graph_id, attempts, intent_run FROM rows "
                 "WHERE key IN (SELECT value FROM json_each(?))",
                 (_json(keys[start : start + step]),),

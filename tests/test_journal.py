@@ -384,14 +384,6 @@ def test_a_lost_answer_to_an_update_keeps_the_old_body_so_the_next_run_patches_a
     assert (entry.status, entry.body_hash, entry.graph_id) == ("created", 1, "id-1")
 
 
-def test_retry_with_nothing_to_retry_says_so(graph, tmp_path):
-    path = write_inventory(tmp_path / "inv.csv", [row(1), row(2, certificateSerialNumber="zz")])
-    assert invoke("run", str(path), "--out", str(tmp_path / "first"))[0] == 1
-    code, _, stderr = invoke("retry", str(tmp_path / "first"), "--out", str(tmp_path / "again"))
-    assert code == 2
-    assert "has no failed or unknown rows: nothing to retry" in stderr
-
-
 def test_outcomes_do_not_wait_for_the_disk_but_intents_and_run_records_do(tmp_path):
     normal, full = 1, 2
     with Journal(tmp_path / "j.sqlite", run_id="r1") as journal:
@@ -427,3 +419,133 @@ def test_groups_larger_than_sqlites_parameter_limit_are_written_whole(tmp_path):
         ("created", f"id-{i}", i) for i in range(101)
     ]
     assert not any(e.in_doubt for e in found.values())
+
+
+# --- what the journal creates, and when -----------------------------------------------------
+
+
+@pytest.fixture
+def bare_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No CERTIMPORT_*/AZURE_* variable and no stray config: the default target."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith(("CERTIMPORT_", "AZURE_", "IDENTITY_")):
+            monkeypatch.delenv(name)
+
+
+def tree(root: Path) -> list[tuple[str, int]]:
+    """Every path under ``root`` with its mode, to show that nothing changed."""
+    return sorted((str(p), p.stat().st_mode) for p in [root, *root.rglob("*")])
+
+
+@pytest.mark.parametrize("command", ["show", "export"])
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_reading_a_journal_that_does_not_exist_creates_nothing(
+    bare_environment: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    how: str,
+) -> None:
+    state = tmp_path / "missing" / "state"
+    options = ["--state-dir", str(state)] if how == "flag" else []
+    if how == "environment":
+        monkeypatch.setenv("CERTIMPORT_STATE_DIR", str(state))
+    before = tree(tmp_path)
+    code, stdout, stderr = invoke("journal", command, *options)
+    assert code == 2
+    assert stdout == ""
+    assert stderr == (
+        "error: no journal for https://graph.microsoft.com (tenant default) at "
+        f"{state / 'graph.microsoft.com_default.sqlite'}: nothing has been run against this "
+        "target yet\n"
+    )
+    assert not state.parent.exists()
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["show", "export"])
+def test_reading_leaves_an_existing_state_directory_as_it_was(
+    bare_environment: None, tmp_path: Path, command: str
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chmod(state, 0o755)
+    code, _, stderr = invoke("journal", command, "--state-dir", str(state))
+    assert code == 2
+    assert stderr.splitlines()[-1].startswith("error: no journal for https://graph.microsoft.com")
+    assert list(state.iterdir()) == []  # no database, no lock file
+    assert state.stat().st_mode & 0o777 == 0o755
+
+
+def test_a_new_state_directory_is_created_private_with_its_parents(graph, tmp_path, monkeypatch):
+    state = tmp_path / "deep" / "er" / "state"
+    monkeypatch.setenv("CERTIMPORT_STATE_DIR", str(state))
+    path = write_inventory(tmp_path / "inv.csv", [row(1)])
+    code, _, stderr = invoke("run", str(path), "--out", str(tmp_path / "a"))
+    assert code == 0, stderr
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert len(list(state.glob("*.sqlite"))) == 1
+    assert "state directory" not in stderr
+
+
+def test_an_existing_state_directory_keeps_its_mode_with_one_warning(graph, tmp_path):
+    state = Path(os.environ["CERTIMPORT_STATE_DIR"])
+    state.mkdir()
+    os.chmod(state, 0o750)  # shared with a group on purpose, say
+    path = write_inventory(tmp_path / "inv.csv", [row(1), row(2)])
+    code, _, stderr = invoke("run", str(path), "--out", str(tmp_path / "a"))
+    assert code == 0, stderr
+    assert state.stat().st_mode & 0o777 == 0o750
+    assert next(state.glob("*.sqlite")).stat().st_mode & 0o777 == 0o600
+    warning = (
+        f"state directory {state} is readable or writable by group or others (mode 750): the "
+        "journal names every certificate and device sent; chmod 700 it unless shared on purpose"
+    )
+    assert stderr.count(warning) == 1
+    code, stdout, stderr = invoke("journal", "show")
+    assert code == 0
+    assert "created" in stdout
+    code, _, stderr = invoke("run", str(path), "--out", str(tmp_path / "b"))
+    assert code == 0
+    assert warning not in stderr  # said once
+    assert state.stat().st_mode & 0o777 == 0o750
+
+
+def test_a_private_existing_state_directory_gives_no_warning(graph, tmp_path):
+    state = Path(os.environ["CERTIMPORT_STATE_DIR"])
+    state.mkdir()
+    os.chmod(state, 0o711)  # others may pass through, not list or write
+    path = write_inventory(tmp_path / "inv.csv", [row(1)])
+    code, _, stderr = invoke("run", str(path), "--out", str(tmp_path / "a"))
+    assert code == 0, stderr
+    assert "state directory" not in stderr
+    assert state.stat().st_mode & 0o777 == 0o711
+
+
+def test_plan_without_a_journal_creates_none_and_plans_every_row(graph, tmp_path):
+    state = Path(os.environ["CERTIMPORT_STATE_DIR"])
+    path = write_inventory(tmp_path / "inv.csv", [row(1), row(2, certificateSerialNumber="zz")])
+    code, _, stderr = invoke("plan", str(path), "--out", str(tmp_path / "p"))
+    assert code == 1, stderr
+    assert [r["status"] for r in read_results(tmp_path / "p")] == ["valid", "rejected"]
+    assert not state.exists()
+    assert graph.stats()["requests"] == 0
+
+
+def test_constructing_a_journal_touches_nothing(tmp_path):
+    path = tmp_path / "state" / "j.sqlite"
+    Journal(path, run_id="r1")
+    Journal.for_target(tmp_path / "other", "https://graph.microsoft.com", "", run_id="r1")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_journal_opened_for_reading_is_empty_and_stays_missing(tmp_path):
+    path = tmp_path / "j.sqlite"
+    with Journal(path, run_id="r1", lock=False) as journal:
+        assert journal.lookup(["k"]) == {}
+        assert journal.counts() == {"in_doubt": 0}
+        assert journal.last_run(str(tmp_path / "inv.csv")) is None
+        assert journal.recent_runs() == []
+        assert list(journal.iter_rows()) == []
+    assert list(tmp_path.iterdir()) == []
