@@ -369,6 +369,24 @@ def sdk_python() -> str | None:
     return None
 
 
+def startup(runs: int = 5) -> str:
+    """``certimport --version`` as a whole process: median wall time and peak RSS of ``runs``."""
+    command = [str(Path(sys.executable).with_name("certimport")), "--version"]
+    run_child(command, dict(os.environ))  # warm the file cache
+    walls, rss = [], []
+    for _ in range(runs):
+        wall, _, peak, _, _ = run_child(command, dict(os.environ))
+        walls.append(wall)
+        rss.append(peak)
+    walls.sort()
+    rss.sort()
+    middle = runs // 2
+    return (
+        f"start-up: `certimport --version` {walls[middle]:.3f} s, peak RSS {rss[middle]:.0f} MB "
+        f"(median of {runs}; range {walls[0]:.3f}-{walls[-1]:.3f} s)"
+    )
+
+
 def table(results: list[Result], notes: list[str]) -> str:
     head = (
         "case",
@@ -413,13 +431,16 @@ def main() -> None:
         "--only",
         action="append",
         help="Run only these cases (repeatable).",
-        choices=["throttled", "latency", "cpu", "scale", "baselines", "rerun"],
+        choices=["startup", "throttled", "latency", "cpu", "scale", "baselines", "rerun"],
     )
     args = parser.parse_args()
-    cases = set(args.only or ["throttled", "latency", "cpu", "scale", "baselines", "rerun"])
+    every = ["startup", "throttled", "latency", "cpu", "scale", "baselines", "rerun"]
+    cases = set(args.only or every)
     scale = 0.1 if args.quick else 1.0
     results: list[Result] = []
     notes: list[str] = []
+    if "startup" in cases:
+        notes.append(startup())
     with tempfile.TemporaryDirectory(prefix="certimport-bench-") as tmp:
         work = Path(tmp)
         emulator = Emulator()

@@ -1,5 +1,6 @@
 """certimport: bulk-import certificate inventories into Intune through Microsoft Graph."""
 
+import logging
 import os
 
 # numpy's OpenBLAS starts a spinning worker thread per core, and certimport does no linear
@@ -8,3 +9,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 __version__ = "0.1.0"
+
+# A library's logger has a handler of its own, so that a command that sets up no logging (the
+# journal commands) does not get Python's last-resort handler printing each message again.
+logging.getLogger("importer").addHandler(logging.NullHandler())

@@ -11,52 +11,67 @@ import asyncio
 import contextlib
 import csv
 import functools
+import json
 import logging
 import os
 import signal
-import sqlite3
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from importer import __version__, aio, errors
-from importer.auth import build_token_source
-from importer.client import GraphClient
-from importer.config import Settings, load_settings
+from importer import __version__, errors
+from importer.emulator.command import emulator_command
 from importer.errors import CertImportError
-from importer.journal import Journal, default_state_dir
 from importer.logs import LOG_FORMATS, LogFormat, configure_logging, register_secret
-from importer.metrics import check_metrics_path, write_metrics
-from importer.pacing import Pacer
-from importer.progress import ProgressDisplay, RunMonitor, format_duration, wants_progress
-from importer.report import neutralise
-from importer.retry import RetryPolicy
-from importer.runner import RETRY_STATUSES, Mode, Runner, RunRequest, RunSummary
-from importer.summary import next_steps, shown_statuses
+from importer.outcome import FAILED, UNKNOWN
+from importer.stdin import LABEL, STDIN, SpooledStdin
+
+# The rest of the package (pandas, pyarrow, pandera, aiohttp, azure-identity) is imported by the
+# command that needs it: --version, --help and shell completion stay fast.
+if TYPE_CHECKING:
+    from importer.config import Settings
+    from importer.journal import Journal
+    from importer.progress import RunMonitor
+    from importer.retry import RetryPolicy
+    from importer.runner import Mode, Runner, RunRequest, RunSummary
 
 T = TypeVar("T")
 log = logging.getLogger("importer.cli")
 
 
-def _say(message: str, *, quiet: bool | None = None) -> None:
+def _say(
+    message: str, *, quiet: bool | None = None, rename: Callable[[str], str] | None = None
+) -> None:
     """Tell the operator (stderr; only errors with -q); the log file keeps it too.
 
-    ``quiet`` defaults to the command's -q, which is only visible from the main thread.
+    ``quiet`` and ``rename`` (the input's name in messages: ``<stdin>`` for ``-``) default to
+    the command's, which are only visible from the main thread.
     Written to ``sys.stderr`` as it is now (not through click.echo, which would go around it):
     the progress display redirects it so that messages print above the display.
     """
+    message = (rename or _renamer())(message)
     error = message.startswith(("error:", "internal error:"))
     if error or not (_output().quiet if quiet is None else quiet):
         print(message, file=sys.stderr, flush=True)
     warning = message.startswith("warning:")
     level = logging.ERROR if error else logging.WARNING if warning else logging.INFO
     log.log(level, message, extra={"event": "message", "echoed": True})
+
+
+_RENAME = "certimport.rename"
+
+
+def _renamer() -> Callable[[str], str]:
+    """How the command's input is named in messages (the spool file of ``-`` as ``<stdin>``)."""
+    ctx = click.get_current_context(silent=True)
+    rename: Callable[[str], str] | None = ctx.meta.get(_RENAME) if ctx else None
+    return rename or str
 
 
 def _default_out_dir() -> Path:
@@ -115,6 +130,9 @@ def _print_summary(summary: RunSummary) -> None:
     A run's table goes to stderr (what it produced is in Graph and in the reports), and not
     with -q; validate's and plan's go to stdout, since the table is what they were asked for.
     """
+    from importer.progress import format_duration
+    from importer.summary import next_steps, shown_statuses
+
     counts = summary.counts
     steps = next_steps(summary)
     log.info(
@@ -127,6 +145,7 @@ def _print_summary(summary: RunSummary) -> None:
             "event": "summary",
             "echoed": True,
             "mode": summary.mode,
+            "command": summary.command or summary.mode,
             "input": summary.input,
             "out_dir": summary.out_dir,
             "records": summary.records,
@@ -145,7 +164,7 @@ def _print_summary(summary: RunSummary) -> None:
     if to_stderr and _output().quiet:
         return
     width = max(7, len(f"{summary.records:,}"))
-    lines = [f"certimport {summary.mode}: {summary.input}"]
+    lines = [f"certimport {summary.command or summary.mode}: {summary.input}"]
     lines += [
         f"  {name:<10} {counts.get(name, 0):>{width},}"
         for name in shown_statuses(summary.mode, counts)
@@ -188,6 +207,8 @@ def _explain(exc: BaseException) -> tuple[str, int]:
         ours, _ = exc.split(CertImportError)
         inner = (ours or exc).exceptions[0]
         return _explain(inner)
+    if isinstance(exc, errors.NothingToRetry):
+        return str(exc), exc.exit_code
     if isinstance(exc, CertImportError):
         return f"error: {exc}", exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
@@ -195,6 +216,8 @@ def _explain(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         return f"error: {where}{exc.strerror or exc}", errors.EXIT_USAGE
+    import sqlite3
+
     if isinstance(exc, sqlite3.Error):
         return f"error: the journal failed: {exc}", errors.EXIT_USAGE
     # A bug: one line for the operator, the traceback at -vv.
@@ -223,6 +246,8 @@ async def _run(
     use_emulator: bool,
     monitor: RunMonitor | None = None,
 ) -> RunSummary:
+    from importer.config import load_settings
+
     emulator = None
     scratch: tempfile.TemporaryDirectory[str] | None = None
     if use_emulator:
@@ -260,6 +285,8 @@ def _tenant(settings: Settings) -> str:
 
 
 def _journal(settings: Settings, *, lock: bool) -> Journal:
+    from importer.journal import Journal, default_state_dir
+
     state_dir = Path(settings.state_dir) if settings.state_dir else default_state_dir()
     run_id = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S.%fZ")
     return Journal.for_target(
@@ -273,9 +300,15 @@ async def _execute_with(
     journal: Journal | None,
     monitor: RunMonitor | None = None,
 ) -> RunSummary:
+    from importer.auth import build_token_source
+    from importer.client import GraphClient
+    from importer.pacing import Pacer
+    from importer.runner import Runner
+
     if settings.access_token:
         register_secret(settings.access_token.reveal())
-    say = functools.partial(_say, quiet=_output().quiet)  # the runner says things off-thread
+    # the runner says things off-thread, where the command's context is not visible
+    say = functools.partial(_say, quiet=_output().quiet, rename=_renamer())
     runner = Runner(settings, request, say=say, journal=journal, monitor=monitor)
     if request.mode != "run":
         return await _with_signals(runner, runner.execute())
@@ -296,6 +329,8 @@ async def _execute_with(
 
 
 def _policy(settings: Settings) -> RetryPolicy:
+    from importer.retry import RetryPolicy
+
     return RetryPolicy(max_attempts=settings.max_attempts, deadline=settings.retry_deadline)
 
 
@@ -311,8 +346,35 @@ def _execute(
     use_emulator: bool = False,
     allow_shrink: bool = False,
     only_statuses: tuple[str, ...] = (),
+    defaults: dict[str, Any] | None = None,
+    command: str = "",
+    expect_target: str = "",
+    label: str = "",
 ) -> None:
-    overrides = {**_guard(_input_overrides), **overrides}
+    """Run one command over ``path``: settings from ``defaults`` (what a retried run used),
+    then the input flags, then ``overrides`` (the command's own flags).
+
+    ``-`` reads standard input, spooled to a private file first (the file is read twice).
+    """
+    if path == STDIN:
+        with _spooled_stdin() as spool:
+            _execute(
+                spool.path, mode, out=out, config=config, overrides=overrides, strict=strict,
+                show_errors=show_errors, use_emulator=use_emulator, allow_shrink=allow_shrink,
+                only_statuses=only_statuses, defaults=defaults, command=command,
+                expect_target=expect_target, label=LABEL,
+            )  # fmt: skip
+        return
+    from importer import aio
+    from importer.config import config_file, load_settings
+    from importer.metrics import check_metrics_path
+    from importer.progress import ProgressDisplay, RunMonitor, wants_progress
+    from importer.runner import RunRequest
+
+    _arrow_memory_pool()
+    flags = {k: v for k, v in _guard(_input_overrides).items() if v is not None}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    overrides = {**(defaults or {}), **flags, **given}
     output = _output()
     if output.metrics_file:
         problem = check_metrics_path(output.metrics_file)
@@ -336,6 +398,11 @@ def _execute(
             show_errors=show_errors,
             allow_shrink=allow_shrink,
             only_statuses=only_statuses,
+            command=command,
+            config=config_file(config),
+            emulator=use_emulator,
+            expect_target=expect_target,
+            label=label,
         )
         display = ProgressDisplay(monitor) if progress else contextlib.nullcontext()
         with display:
@@ -352,10 +419,24 @@ def _execute(
     sys.exit(summary.exit_code)
 
 
+@contextlib.contextmanager
+def _spooled_stdin() -> Iterator[SpooledStdin]:
+    """Standard input in a private file, named ``<stdin>`` in every message meanwhile."""
+    spool = _guard(SpooledStdin().__enter__)
+    ctx = click.get_current_context()
+    ctx.meta[_RENAME] = spool.rename
+    try:
+        yield spool
+    finally:
+        spool.__exit__(None, None, None)
+
+
 def _write_metrics(path: str | None, summary: RunSummary | None, exit_code: int) -> None:
     """Rewrite the --metrics-file, if one was asked for; a failure is only a warning."""
     if not path:
         return
+    from importer.metrics import write_metrics
+
     try:
         write_metrics(path, summary, exit_code=exit_code)
     except OSError as exc:
@@ -498,6 +579,10 @@ def _with_common(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.version_option(__version__, prog_name="certimport")
 def cli() -> None:
     """Import certificate inventories (CSV) into Intune through Microsoft Graph."""
+
+
+def _arrow_memory_pool() -> None:
+    """Give Arrow the system allocator, before a command reads a file."""
     if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
         # Arrow's own allocator keeps freed chunk buffers: the system one returns them
         # (measured: a 100k-row rerun peaked at 442 MB with it, 356 MB without, same speed).
@@ -646,27 +731,53 @@ def plan(
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("--out", "out", metavar="DIR", help="Report directory [out/<UTC timestamp>].")
-@click.option("--config", "config", metavar="FILE", help="TOML settings file.")
-@click.option("--concurrency", type=int, metavar="N", help="Parallel requests [4].")
-@click.option("--rate-limit", metavar="N/WINDOW", help="Write budget [100/20s].")
-@click.option("--state-dir", metavar="DIR", help="Journal directory [~/.local/state/certimport].")
+@click.option("--config", "config", metavar="FILE", help="TOML settings file [the run's].")
+@click.option("--timezone", metavar="ZONE", help="Zone of dates given without offset [the run's].")
+@click.option(
+    "--show-errors",
+    default=100,
+    show_default=True,
+    metavar="N",
+    help="Problems echoed to stderr (0 = all); every one is in results.csv.",
+)
 @click.option("-v", "--verbose", count=True, help="-v: retries and throttling; -vv: debug.")
+@_with_input_options
 @_with_output_options
 @_metrics_option
+@click.option("--concurrency", type=int, metavar="N", help="Parallel requests [4].")
+@click.option("--rate-limit", metavar="N/WINDOW", help="Write budget [100/20s].")
+@click.option("--read-rate-limit", metavar="N/WINDOW", help="Read budget (lookups) [1000/20s].")
+@click.option("--batch", type=int, metavar="N", help="Rows per $batch call, 1-20 [1: no batching].")
+@click.option("--update", is_flag=True, help="PATCH rows whose values changed since created.")
+@click.option("--state-dir", metavar="DIR", help="Journal directory [the run's].")
+@click.option(
+    "--emulator",
+    "use_emulator",
+    is_flag=True,
+    help="Start the built-in Graph emulator and send into it (a rehearsal).",
+)
 def retry(
     run_dir: str,
     out: str | None,
     config: str | None,
+    timezone: str | None,
+    show_errors: int,
+    verbose: int,
     concurrency: int | None,
     rate_limit: str | None,
+    read_rate_limit: str | None,
+    batch: int | None,
+    update: bool,
     state_dir: str | None,
-    verbose: int,
+    use_emulator: bool,
 ) -> None:
     """Send again the rows of RUN_DIR that failed or whose outcome is unknown.
 
-    Reads RUN_DIR/failed.csv; rows with an `unknown` outcome are looked up in Graph first, so
-    nothing is created twice. Rejected rows are left out: fix them in failed.csv and pass the
-    file to `certimport run`. Writes a new run directory.
+    Reads RUN_DIR/failed.csv the way the run read its input (profile, [columns], date order,
+    time zone, config file and journal, as recorded in RUN_DIR/summary.json); flags given here
+    win. Rows with an `unknown` outcome are looked up in Graph first, so nothing is created
+    twice. Rejected rows are left out: fix them in failed.csv and pass the file to
+    `certimport run`. Writes a new run directory. Nothing to retry: one line, exit 0.
 
     \b
     Example:
@@ -677,13 +788,76 @@ def retry(
     if not failed.is_file():
         _say(f"error: {run_dir}: no failed.csv here; pass the report directory of a run")
         sys.exit(errors.EXIT_USAGE)
+    replay = _guard(lambda: _replayed(Path(run_dir), config))
     _execute(
         str(failed),
         "run",
         out=out,
-        config=config,
-        overrides={"concurrency": concurrency, "rate_limit": rate_limit, "state_dir": state_dir},
-        only_statuses=RETRY_STATUSES,
+        config=replay.config,
+        defaults=replay.defaults,
+        overrides={
+            "timezone": timezone,
+            "concurrency": concurrency,
+            "rate_limit": rate_limit,
+            "read_rate_limit": read_rate_limit,
+            "batch": batch,
+            "update": True if update else None,
+            "state_dir": state_dir,
+        },
+        show_errors=show_errors,
+        use_emulator=use_emulator,
+        only_statuses=(FAILED, UNKNOWN),
+        command="retry",
+        expect_target=replay.target,
+    )
+
+
+@dataclass(frozen=True)
+class _Replay:
+    """What a retry takes over from the run it retries."""
+
+    config: str | None
+    defaults: dict[str, Any]  # settings the run used; flags given to retry win
+    target: str
+
+
+def _replayed(run_dir: Path, config: str | None) -> _Replay:
+    """How the run in ``run_dir`` read its input, from its summary.json."""
+    from importer.reading import Reading
+
+    summary_path = run_dir / "summary.json"
+    try:
+        data = json.loads(summary_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        data = {}
+    except (OSError, ValueError) as exc:
+        raise errors.UsageError(f"{summary_path}: cannot be read: {exc}") from exc
+    if not isinstance(data, dict) or "reading" not in data:
+        _say(
+            f"warning: {summary_path} does not say how the run read its input; "
+            "reading failed.csv with the flags given here"
+        )
+        return _Replay(config, {}, "")
+    reading = Reading.from_dict(data["reading"], str(summary_path))
+    flags = _input_overrides()
+    given_config = config is not None or bool(os.environ.get("CERTIMPORT_CONFIG"))
+    for warning in reading.check_files(profile="profile" not in flags, config=not given_config):
+        _say(f"warning: {warning}")
+    defaults: dict[str, Any] = {
+        "profile": reading.profile_spec(),
+        "timezone": reading.timezone,
+        # an emulator run's journal went with its emulator
+        "state_dir": None if reading.emulator else reading.state_dir or None,
+    }
+    if not given_config:  # the [columns] belong to the run's config file
+        defaults["columns"] = reading.column_settings(str(summary_path))
+    if flags.get("date_format") is None and flags.get("dayfirst") is None:
+        defaults["date_format"] = reading.date_format or None
+        defaults["dayfirst"] = reading.dayfirst
+    return _Replay(
+        config if given_config else (reading.config_file or None),
+        defaults,
+        "" if reading.emulator else reading.target,
     )
 
 
@@ -693,6 +867,8 @@ def journal() -> None:
 
 
 def _open_journal(config: str | None, state_dir: str | None) -> Journal:
+    from importer.config import load_settings
+
     settings = load_settings(config, overrides={"state_dir": state_dir})
     handle = _journal(settings, lock=False)
     if not handle.path.exists():
@@ -742,6 +918,8 @@ def journal_export(config: str | None, state_dir: str | None) -> None:
       certimport journal export > journal.csv
     """
 
+    from importer.report import neutralise
+
     def body() -> None:
         with _open_journal(config, state_dir) as handle:
             writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -781,75 +959,6 @@ def journal_export(config: str | None, state_dir: str | None) -> None:
     _guard(body)
 
 
-@cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address only.")
-@click.option("--port", default=8080, show_default=True, type=int)
-@click.option(
-    "--write-limit",
-    default=100,
-    show_default=True,
-    type=int,
-    help="Writes allowed per window (0 = no throttle).",
-)
-@click.option("--write-window", default=20.0, show_default=True, type=float, help="Seconds.")
-@click.option(
-    "--latency", default=0.0, show_default=True, type=float, help="Seconds added to every request."
-)
-@click.option(
-    "--fault-rate",
-    default=0.0,
-    show_default=True,
-    type=float,
-    help="Share of POSTs answered with a random fault (503, 504, dropped).",
-)
-@click.option("--seed", type=int, help="Seed for the faults, for reproducible rehearsals.")
-@click.option(
-    "--token",
-    "tokens",
-    multiple=True,
-    metavar="TOKEN",
-    help="A bearer token always accepted (repeatable).",
-)
-def emulator(
-    host: str,
-    port: int,
-    write_limit: int,
-    write_window: float,
-    latency: float,
-    fault_rate: float,
-    seed: int | None,
-    tokens: tuple[str, ...],
-) -> None:
-    """Serve the built-in Microsoft Graph emulator on a loopback address.
-
-    \b
-    Example (two shells):
-      certimport emulator --port 8080 --token dev-token
-      CERTIMPORT_BASE_URL=http://127.0.0.1:8080/beta CERTIMPORT_AUTH_METHOD=static \\
-        CERTIMPORT_ACCESS_TOKEN=dev-token certimport run samples/certificates.csv
-    """
-    from importer.emulator import EmulatorConfig, serve
-
-    config = EmulatorConfig(
-        write_limit=write_limit,
-        write_window=write_window,
-        latency=latency,
-        fault_rate=fault_rate,
-        seed=seed,
-        static_tokens=frozenset(tokens),
-    )
-
-    def body() -> None:
-        try:
-            aio.run(serve(config, host, port))
-        except ValueError as exc:
-            raise errors.UsageError(str(exc)) from None
-        except OSError as exc:
-            raise errors.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-
-    _guard(body)
-
-
 @cli.command("inspect")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--config", "config", metavar="FILE", help="TOML settings file.")
@@ -867,16 +976,25 @@ def inspect_command(path: str, config: str | None, timezone: str | None, rows: i
       certimport inspect export.csv
       certimport inspect certutil-export.csv --config adcs.toml --monthfirst
     """
+    from importer.config import load_settings
     from importer.inspect import inspect_file
 
-    def body() -> int:
+    _arrow_memory_pool()
+
+    def body(source: str) -> int:
         overrides = {**_input_overrides(), "timezone": timezone}
         settings = load_settings(config, overrides=overrides)
-        inspection = inspect_file(path, settings, rows=rows)
-        click.echo("\n".join(inspection.lines()))
+        inspection = inspect_file(source, settings, rows=rows)
+        click.echo(_renamer()("\n".join(inspection.lines())))
         return errors.EXIT_USAGE if inspection.error is not None else errors.EXIT_OK
 
-    sys.exit(_guard(body))
+    if path == STDIN:
+        with _spooled_stdin() as spool:
+            sys.exit(_guard(lambda: body(spool.path)))
+    sys.exit(_guard(lambda: body(path)))
+
+
+cli.add_command(emulator_command)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@
     │   ├── ConfigError             every configuration problem, gathered (exit 2)
     │   └── LockHeld                another run holds the target's journal (exit 2)
     ├── InputError                  a file that cannot be read as an inventory (exit 2)
+    ├── NothingToRetry              retry of a run with no failed or unknown rows (exit 0)
     └── RunAborted                  the run cannot go on; nothing more is sent (exit 3)
         ├── AuthenticationFailed    no token could be obtained, or Graph keeps refusing it
         └── PermissionDenied        Graph answered 403 on the collection
@@ -67,6 +68,12 @@ class InputError(CertImportError):
         if hint:
             text += f" ({hint})"
         super().__init__(text)
+
+
+class NothingToRetry(CertImportError):
+    """``retry`` found no row to send again: not an error (cron runs it every night)."""
+
+    exit_code = EXIT_OK
 
 
 class RunAborted(CertImportError):

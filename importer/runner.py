@@ -47,6 +47,7 @@ from importer.outcome import (
     Outcome,
 )
 from importer.progress import RunMonitor
+from importer.reading import Reading
 from importer.report import ERROR_COLUMN, ReportWriter
 from importer.schema import ValidatedChunk, Validator
 from importer.source import Chunk, CsvSource, file_sha256
@@ -75,6 +76,11 @@ class RunRequest:
     show_errors: int = 100  # problems echoed to the console; all are in the reports (0 = all)
     allow_shrink: bool = False
     only_statuses: tuple[str, ...] = ()  # retry: only failed.csv rows with these statuses
+    command: str = ""  # the command as the operator typed it (retry), when not the mode
+    config: Path | None = None  # the settings file read, recorded with how the input was read
+    emulator: bool = False  # sending to the built-in emulator
+    expect_target: str = ""  # retry: the collection the run sent to (refused if another)
+    label: str = ""  # the input's name in reports when not its path (<stdin>)
 
 
 @dataclass
@@ -101,6 +107,8 @@ class RunSummary:
     exit_code: int = 0
     stopped: str = ""  # why the run stopped early, if it did
     warnings: list[str] = field(default_factory=list)
+    command: str = ""  # "retry" for a retry; else the mode is the command
+    reading: dict[str, Any] = field(default_factory=dict)  # how the input was read (Reading)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form written to summary.json."""
@@ -325,7 +333,7 @@ class Runner:
         source = self._source()
         run_id = started.strftime("%Y%m%dT%H%M%S.%fZ")
         summary = RunSummary(
-            input=str(Path(request.path).resolve()),
+            input=request.label or str(Path(request.path).resolve()),
             input_sha256=file_sha256(request.path),
             mode=request.mode,
             out_dir=str(request.out_dir),
@@ -333,8 +341,20 @@ class Runner:
             target=settings.collection_url if request.mode in ("run", "plan") else "",
             journal=str(self.journal.path) if self.journal else "",
             started=started.isoformat(),
+            command=request.command or request.mode,
+            reading=Reading.of_run(
+                settings,
+                source.header.profile,
+                encoding=source.dialect.encoding,
+                delimiter=source.dialect.delimiter,
+                config=request.config,
+                journal=self.journal.path if self.journal else None,
+                emulator=request.emulator,
+            ).as_dict(),
         )
-        if note := source.notable():  # a plain Graph-shaped UTF-8 file goes without saying
+        self._check_target()
+        note = source.notable()  # a plain Graph-shaped UTF-8 file goes without saying
+        if note and not request.only_statuses:
             self.say(f"reading {request.path}: {note}")
         if source.header.extras:
             warning = (
@@ -354,9 +374,14 @@ class Runner:
                     request.path,
                     "changed while it was being read; run again once the export is complete",
                 )
-            if not records and request.only_statuses:
-                wanted = " or ".join(request.only_statuses)
-                raise InputError(request.path, f"has no {wanted} rows: nothing to retry")
+            if request.only_statuses:
+                if not records:
+                    wanted = " or ".join(request.only_statuses)
+                    raise errors.NothingToRetry(
+                        f"nothing to retry: {request.path} has no {wanted} rows"
+                    )
+                if note:  # said only when there is something to retry (cron runs it nightly)
+                    self.say(f"reading {request.path}: {note}")
             if not records:
                 raise InputError(request.path, "no data rows after the header")
             if request.strict and invalid:
@@ -409,6 +434,16 @@ class Runner:
         timeline = self.monitor.timeline if request.mode == "run" else None
         writer.publish(summary.as_dict(), html=render_report(summary, timeline, writer.errors))
         return summary
+
+    def _check_target(self) -> None:
+        """For ``retry``: refuse to send a run's rows to another target than the run's."""
+        expected = self.request.expect_target
+        actual = self.settings.collection_url
+        if expected and not self.request.emulator and expected != actual:
+            raise errors.UsageError(
+                f"the run sent to {expected}, these settings to {actual}: its unknown rows can "
+                "only be settled where they were sent; pass the run's --config"
+            )
 
     def _guard_shrink(self, source: str, records: int) -> None:
         """Refuse an input far smaller than the last completed run of the same file."""

@@ -21,6 +21,7 @@ from importer.outcome import (
     UPDATED,
     VALID,
 )
+from importer.reading import Reading
 
 if TYPE_CHECKING:
     from importer.runner import RunSummary
@@ -54,12 +55,16 @@ def next_steps(summary: RunSummary) -> list[str]:
     out_dir = Path(summary.out_dir)
     failed_csv = out_dir / "failed.csv"
     rejected = counts.get(REJECTED, 0)
+    # A profiled or date-formatted input is read again only with the same flags.
+    flags = Reading.from_dict(summary.reading, "summary").command_tail()
     steps: list[str] = []
     if summary.mode in ("validate", "plan", "dry-run"):
         if rejected:
-            steps.append(f"fix the rows in {failed_csv}, then: certimport validate {failed_csv}")
+            steps.append(
+                f"fix the rows in {failed_csv}, then: certimport validate {failed_csv}{flags}"
+            )
         if summary.mode != "validate" or not rejected:
-            steps.append(f"certimport run {summary.input}")
+            steps.append(f"certimport run {summary.input}{flags}")
         return steps
     retryable = counts.get(FAILED, 0) + counts.get(UNKNOWN, 0)
     if summary.exit_code == errors.EXIT_ABORTED:
@@ -69,10 +74,12 @@ def next_steps(summary: RunSummary) -> list[str]:
             f"certimport retry {out_dir}   # re-sends the {retryable:,} failed/unknown row(s)"
         )
     if rejected:
-        steps.append(f"fix the rejected rows in {failed_csv}, then: certimport run {failed_csv}")
+        steps.append(
+            f"fix the rejected rows in {failed_csv}, then: certimport run {failed_csv}{flags}"
+        )
     if counts.get(CHANGED, 0):
         steps.append(
-            f"certimport run {summary.input} --update   "
+            f"certimport run {summary.input}{flags} --update   "
             f"# applies the {counts[CHANGED]:,} changed row(s)"
         )
     return steps
