@@ -20,11 +20,11 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from importer.dialect import parse_delimiter
 from importer.errors import ConfigError
+from importer.input.dialect import parse_delimiter
+from importer.input.profiles import ColumnSetting, parse_columns, profile_files
 from importer.model import COLLECTION_PATH
-from importer.pacing import RateLimit
-from importer.profiles import ColumnSetting, parse_columns, profile_files
+from importer.send.pacing import RateLimit
 
 DEFAULT_CONFIG_PATH = Path("config/certimport.toml")
 

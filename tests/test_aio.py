@@ -13,8 +13,8 @@ from conftest import read_results, row, write_inventory
 
 from importer import aio
 from importer.cli import cli
-from importer.client import RequestIds
 from importer.errors import UsageError
+from importer.send.client import RequestIds
 
 uvloop = pytest.importorskip("uvloop")
 

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from conftest import FakeClock, thumb
 
-from importer.auth import CredentialTokens, StaticToken
-from importer.client import GraphClient, Verdict, classify
 from importer.emulator import GraphEmulator
 from importer.errors import AuthenticationFailed, PermissionDenied
-from importer.mapping import row_key
+from importer.input.mapping import row_key
 from importer.model import COLLECTION_PATH, ODATA_TYPE
 from importer.outcome import CREATED, FAILED, REJECTED, UNKNOWN
-from importer.retry import RetryPolicy
+from importer.send.auth import CredentialTokens, StaticToken
+from importer.send.client import GraphClient, Verdict, classify
+from importer.send.retry import RetryPolicy
 
 TOKEN = "test-token"
 

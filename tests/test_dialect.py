@@ -1,8 +1,8 @@
 """Encodings, delimiters, preamble lines and lines that are not rows, read from real files.
 
 Every test writes the exact bytes of a file in ``tmp_path`` and reads it through
-:class:`importer.source.CsvSource` (``encoding="auto"``, as the command line does), then
-asserts the bodies that would be sent (:func:`importer.mapping.build_bodies`) or the exact
+:class:`importer.input.source.CsvSource` (``encoding="auto"``, as the command line does), then
+asserts the bodies that would be sent (:func:`importer.input.mapping.build_bodies`) or the exact
 line and reason of each rejection.
 """
 
@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from conftest import HEADER
 
-from importer.dialect import parse_delimiter
 from importer.errors import InputError
-from importer.mapping import build_bodies
-from importer.schema import Validator
-from importer.source import CsvSource
+from importer.input.dialect import parse_delimiter
+from importer.input.mapping import build_bodies
+from importer.input.schema import Validator
+from importer.input.source import CsvSource
 
 ODATA = "#microsoft.graph.managedAllDeviceCertificateState"
 COLUMNS = list(HEADER)

@@ -14,11 +14,11 @@ from click.testing import CliRunner
 from conftest import row, thumb, write_inventory
 
 from importer.cli import cli
-from importer.htmlreport import CSP, render_report
 from importer.outcome import Outcome
-from importer.progress import Timeline
-from importer.report import ErrorDigest
-from importer.runner import RunSummary
+from importer.reports.html import CSP, render_report
+from importer.reports.results import ErrorDigest
+from importer.reports.timeline import Timeline
+from importer.run.pipeline import RunSummary
 
 INSTALL = "chromium is not installed: `apt-get install chromium` (Debian) to run this test"
 CHROMIUM_FLAGS = [

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from conftest import ROOT, ThreadedEmulator, read_results, row, thumb, write_inventory
 
 from importer.cli import cli
-from importer.journal import Journal, JournalLock, LockHeld, Record
+from importer.run.journal import Journal, JournalLock, LockHeld, Record
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
@@ -168,7 +168,8 @@ def test_second_concurrent_run_refuses_naming_the_holder(graph, tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from importer.journal import JournalLock;"
+            "import sys, time; from pathlib import Path;"
+            "from importer.run.journal import JournalLock;"
             "lock = JournalLock(Path(sys.argv[1])); lock.acquire('holder');"
             "print('ready', flush=True); time.sleep(60)",
             str(journal_file) + ".lock",

@@ -17,10 +17,10 @@ import pytest
 from conftest import SAMPLES
 
 from importer.config import load_settings
-from importer.mapping import body_hashes, build_bodies
+from importer.input.mapping import body_hashes, build_bodies
+from importer.input.schema import Validator
+from importer.input.source import CsvSource
 from importer.model import KEY_USAGES, ODATA_TYPE, PROPERTIES, REVOKE_CHANGED
-from importer.schema import Validator
-from importer.source import CsvSource
 
 # --- the first implementation, kept as the reference ---------------------------------------
 

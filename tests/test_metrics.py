@@ -13,8 +13,8 @@ from conftest import row, thumb, write_inventory
 from prometheus_client.parser import text_string_to_metric_families
 
 from importer.cli import cli
-from importer.metrics import read_last_success, render_metrics, write_metrics
-from importer.runner import RunSummary
+from importer.reports.metrics import read_last_success, render_metrics, write_metrics
+from importer.run.pipeline import RunSummary
 
 
 def invoke(*args: str) -> tuple[int, str, str]:

@@ -11,7 +11,7 @@ from test_client import body, make_client
 
 from importer.emulator import EmulatorConfig, GraphEmulator
 from importer.outcome import CREATED, FAILED, REJECTED, UNKNOWN
-from importer.pacing import HEADROOM, Pacer, RateLimit
+from importer.send.pacing import HEADROOM, Pacer, RateLimit
 
 
 @pytest.mark.parametrize(

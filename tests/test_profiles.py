@@ -15,11 +15,11 @@ import pytest
 
 from importer.config import load_settings
 from importer.errors import ConfigError, InputError, UsageError
-from importer.mapping import build_bodies
-from importer.profiles import ColumnSetting, fold, load_profiles
-from importer.rules import eku_value, key_usage_value
-from importer.schema import Validator
-from importer.source import CsvSource
+from importer.input.mapping import build_bodies
+from importer.input.profiles import ColumnSetting, fold, load_profiles
+from importer.input.rules import eku_value, key_usage_value
+from importer.input.schema import Validator
+from importer.input.source import CsvSource
 
 ODATA = "#microsoft.graph.managedAllDeviceCertificateState"
 ISSUER = ColumnSetting("certificateIssuerName", constant="CN=Contoso Issuing CA 01")

@@ -18,9 +18,11 @@ import pytest
 from conftest import ROOT, ThreadedEmulator, row, thumb, write_inventory
 from rich.console import Console
 
-from importer.client import ClientStats
-from importer.pacing import Pacer, RateLimit
-from importer.progress import RunMonitor, Timeline, format_duration, render_progress
+from importer.cli.progress import render_progress
+from importer.reports.timeline import Timeline, format_duration
+from importer.run.monitor import RunMonitor
+from importer.send.client import ClientStats
+from importer.send.pacing import Pacer, RateLimit
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

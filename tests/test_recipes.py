@@ -8,8 +8,8 @@ import shlex
 from conftest import ROOT
 
 from importer.cli import cli
-from importer.metrics import render_metrics
-from importer.runner import RunSummary
+from importer.reports.metrics import render_metrics
+from importer.run.pipeline import RunSummary
 
 CONFIG = ROOT / "config"
 README = (ROOT / "README.md").read_text(encoding="utf-8")

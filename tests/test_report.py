@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from conftest import HEADER
 
 from importer.cli import cli
+from importer.input.source import CsvSource
 from importer.outcome import CREATED, FAILED, REJECTED, UNKNOWN, VALID, Outcome
-from importer.report import RESULT_COLUMNS, ReportWriter, neutralise
-from importer.source import CsvSource
+from importer.reports.results import RESULT_COLUMNS, ReportWriter, neutralise
 
 COLUMNS = list(HEADER)
 

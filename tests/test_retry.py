@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from importer.retry import RetryPolicy, parse_retry_after
+from importer.send.retry import RetryPolicy, parse_retry_after
 
 NOW = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 

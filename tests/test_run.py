@@ -253,7 +253,7 @@ def test_rows_across_chunks_and_send_slices_keep_their_lines(
     graph, tmp_path, monkeypatch, chunk_size
 ):
     # several chunks, each sent in slices of 7 rows, with bad rows on and around the edges
-    monkeypatch.setattr("importer.runner.SEND_SLICE", 7)
+    monkeypatch.setattr("importer.run.pipeline.SEND_SLICE", 7)
     monkeypatch.setenv("CERTIMPORT_CHUNK_SIZE", chunk_size)
     bad = {0, 6, 7, 13, 99, 100, 101, 248}
     rows = [row(n, certificateRevokeStatus="gone") if n in bad else row(n) for n in range(250)]
@@ -277,7 +277,7 @@ def test_a_failed_journal_write_stops_the_run_and_the_next_run_finishes_exactly_
     graph, tmp_path, monkeypatch
 ):
     # The only fault injected into our own code: SQLite failing to store outcomes (a full disk).
-    from importer.journal import Journal
+    from importer.run.journal import Journal
 
     store = Journal.store
     calls = {"n": 0}
@@ -288,7 +288,7 @@ def test_a_failed_journal_write_stops_the_run_and_the_next_run_finishes_exactly_
             raise sqlite3.OperationalError("database or disk is full")
         store(self, records)
 
-    monkeypatch.setattr("importer.runner.OUTCOME_GROUP", 10)
+    monkeypatch.setattr("importer.run.pipeline.OUTCOME_GROUP", 10)
     monkeypatch.setattr(Journal, "store", failing_store)
     path = write_inventory(tmp_path / "inv.csv", [row(n) for n in range(100)])
     code, _, stderr = invoke("run", str(path), "--out", str(tmp_path / "o"))

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from importer.mapping import build_bodies
-from importer.schema import Problem, Validator
-from importer.source import CsvSource
+from importer.input.mapping import build_bodies
+from importer.input.schema import Problem, Validator
+from importer.input.source import CsvSource
 
 ODATA = "#microsoft.graph.managedAllDeviceCertificateState"
 THUMB = "certificateThumbprint"

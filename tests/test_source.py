@@ -1,7 +1,7 @@
 """CsvSource: header mapping, cells as text, physical line numbers, unreadable files.
 
 Every test writes a real file in ``tmp_path`` (exact bytes, so CRLF and BOMs are what they say)
-and reads it through :class:`importer.source.CsvSource`.
+and reads it through :class:`importer.input.source.CsvSource`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from conftest import ALL_COLUMNS
 
 from importer.errors import InputError
-from importer.source import CsvSource
+from importer.input.source import CsvSource
 
 COLUMNS = list(ALL_COLUMNS)
 HEADER = ",".join(COLUMNS)

@@ -36,13 +36,13 @@ from tenacity import (
     stop_before_delay,
 )
 
-from importer.auth import TokenSource
 from importer.errors import AuthenticationFailed, PermissionDenied, RunAborted
 from importer.logs import register_secret
 from importer.model import COLLECTION_PATH
 from importer.outcome import CREATED, FAILED, REJECTED, UNKNOWN, UPDATED, Outcome
-from importer.pacing import Pacer
-from importer.retry import RetryPolicy, parse_retry_after
+from importer.send.auth import TokenSource
+from importer.send.pacing import Pacer
+from importer.send.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger("importer.client")
 

@@ -26,12 +26,11 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from importer import errors
-from importer.client import GraphClient
 from importer.config import Settings
 from importer.errors import InputError, RunAborted
-from importer.htmlreport import render_report
-from importer.journal import Entry, Journal, Record, row_key
-from importer.mapping import body_hashes, build_bodies
+from importer.input.mapping import body_hashes, build_bodies
+from importer.input.schema import ValidatedChunk, Validator
+from importer.input.source import Chunk, CsvSource, file_sha256
 from importer.model import DEVICE, THUMBPRINT
 from importer.outcome import (
     CHANGED,
@@ -46,11 +45,12 @@ from importer.outcome import (
     VALID,
     Outcome,
 )
-from importer.progress import RunMonitor
-from importer.reading import Reading
-from importer.report import ERROR_COLUMN, ReportWriter
-from importer.schema import ValidatedChunk, Validator
-from importer.source import Chunk, CsvSource, file_sha256
+from importer.reports.html import render_report
+from importer.reports.reading import Reading
+from importer.reports.results import ERROR_COLUMN, ReportWriter
+from importer.run.journal import Entry, Journal, Record, row_key
+from importer.run.monitor import RunMonitor
+from importer.send.client import GraphClient
 
 log = logging.getLogger("importer.runner")
 T = TypeVar("T")

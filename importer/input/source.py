@@ -1,7 +1,7 @@
 """Read an inventory CSV in chunks with pandas: every cell as text, physical line numbers kept.
 
-The file is detected (:mod:`importer.dialect`), its header mapped by a profile
-(:mod:`importer.profiles`), then read as UTF-8 bytes in blocks of whole records. Record
+The file is detected (:mod:`importer.input.dialect`), its header mapped by a profile
+(:mod:`importer.input.profiles`), then read as UTF-8 bytes in blocks of whole records. Record
 boundaries and physical line numbers come from a vectorised scan of newlines and quotes; Arrow's
 CSV reader parses each block into Arrow-backed text columns (pandas' C parser when Arrow refuses
 it, which keeps pandas' reading of ragged rows and its decoding errors). A block that does not
@@ -26,9 +26,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from importer.dialect import AUTO, Dialect, decode_error, detect, utf8_pieces
 from importer.errors import InputError
-from importer.profiles import ColumnSetting, Profile, choose
+from importer.input.dialect import AUTO, Dialect, decode_error, detect, utf8_pieces
+from importer.input.profiles import ColumnSetting, Profile, choose
 
 PIECE_BYTES = 1 << 20
 MAX_RECORD_BYTES = 1 << 20  # a quoted cell still open this far on is an unterminated quote

@@ -21,7 +21,7 @@ from importer import errors
 from importer.outcome import STATUSES, VALID
 
 if TYPE_CHECKING:
-    from importer.runner import RunSummary
+    from importer.run.pipeline import RunSummary
 
 PREFIX = "certimport"
 LAST_SUCCESS = f"{PREFIX}_last_success_timestamp_seconds"

@@ -21,10 +21,10 @@ from importer.outcome import (
     UPDATED,
     VALID,
 )
-from importer.reading import Reading
+from importer.reports.reading import Reading
 
 if TYPE_CHECKING:
-    from importer.runner import RunSummary
+    from importer.run.pipeline import RunSummary
 
 # The statuses each mode can produce, in the order they are shown.
 MODE_STATUSES: dict[str, tuple[str, ...]] = {

@@ -16,12 +16,12 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from importer.progress import Timeline, format_duration
-from importer.summary import exit_meaning, next_steps, shown_statuses
+from importer.reports.summary import exit_meaning, next_steps, shown_statuses
+from importer.reports.timeline import Timeline, format_duration
 
 if TYPE_CHECKING:
-    from importer.report import ErrorDigest
-    from importer.runner import RunSummary
+    from importer.reports.results import ErrorDigest
+    from importer.run.pipeline import RunSummary
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 CHART_WIDTH = 860

@@ -18,7 +18,7 @@ from typing import Any
 
 from importer.config import Settings
 from importer.errors import ConfigError, UsageError
-from importer.profiles import BUILTIN_DIR, ColumnSetting, Profile, parse_columns
+from importer.input.profiles import BUILTIN_DIR, ColumnSetting, Profile, parse_columns
 
 
 def _sha256(path: str) -> str:

@@ -14,7 +14,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from importer.retry import Clock, Sleep
+from importer.send.retry import Clock, Sleep
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}

@@ -16,13 +16,13 @@ import numpy as np
 import orjson
 
 from importer.config import Settings
-from importer.dialect import Dialect, delimiter_name, detect
 from importer.errors import CertImportError, InputError
-from importer.mapping import build_bodies
+from importer.input.dialect import Dialect, delimiter_name, detect
+from importer.input.mapping import build_bodies
+from importer.input.profiles import HeaderMatch, choose, load_profiles, match_header
+from importer.input.schema import Validator
+from importer.input.source import CsvSource, read_header_names
 from importer.model import PROPERTIES
-from importer.profiles import HeaderMatch, choose, load_profiles, match_header
-from importer.schema import Validator
-from importer.source import CsvSource, read_header_names
 
 
 @dataclass

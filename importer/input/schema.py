@@ -27,8 +27,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
-from importer import rules
 from importer.errors import ConfigError
+from importer.input import rules
+from importer.input.profiles import Profile
+from importer.input.source import Chunk, Header
 from importer.model import (
     DATE_PROPERTIES,
     DEVICE,
@@ -45,8 +47,6 @@ from importer.model import (
     SERIAL,
     THUMBPRINT,
 )
-from importer.profiles import Profile
-from importer.source import Chunk, Header
 
 # Invisible marks that Windows' certificate dialog copies along with a thumbprint.
 _HEX_NOISE = r"[\s:\u200e\u200f\ufeff]"

@@ -26,20 +26,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from importer import __version__, errors
+from importer.cli.stdin import LABEL, STDIN, SpooledStdin
 from importer.emulator.command import emulator_command
 from importer.errors import CertImportError
 from importer.logs import LOG_FORMATS, LogFormat, configure_logging, register_secret
 from importer.outcome import FAILED, UNKNOWN
-from importer.stdin import LABEL, STDIN, SpooledStdin
 
 # The rest of the package (pandas, pyarrow, pandera, aiohttp, azure-identity) is imported by the
 # command that needs it: --version, --help and shell completion stay fast.
 if TYPE_CHECKING:
     from importer.config import Settings
-    from importer.journal import Journal
-    from importer.progress import RunMonitor
-    from importer.retry import RetryPolicy
-    from importer.runner import Mode, Runner, RunRequest, RunSummary
+    from importer.run.journal import Journal
+    from importer.run.monitor import RunMonitor
+    from importer.run.pipeline import Mode, Runner, RunRequest, RunSummary
+    from importer.send.retry import RetryPolicy
 
 T = TypeVar("T")
 log = logging.getLogger("importer.cli")
@@ -130,8 +130,8 @@ def _print_summary(summary: RunSummary) -> None:
     A run's table goes to stderr (what it produced is in Graph and in the reports), and not
     with -q; validate's and plan's go to stdout, since the table is what they were asked for.
     """
-    from importer.progress import format_duration
-    from importer.summary import next_steps, shown_statuses
+    from importer.reports.summary import next_steps, shown_statuses
+    from importer.reports.timeline import format_duration
 
     counts = summary.counts
     steps = next_steps(summary)
@@ -285,7 +285,7 @@ def _tenant(settings: Settings) -> str:
 
 
 def _journal(settings: Settings, *, lock: bool) -> Journal:
-    from importer.journal import Journal, default_state_dir
+    from importer.run.journal import Journal, default_state_dir
 
     state_dir = Path(settings.state_dir) if settings.state_dir else default_state_dir()
     run_id = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S.%fZ")
@@ -300,10 +300,10 @@ async def _execute_with(
     journal: Journal | None,
     monitor: RunMonitor | None = None,
 ) -> RunSummary:
-    from importer.auth import build_token_source
-    from importer.client import GraphClient
-    from importer.pacing import Pacer
-    from importer.runner import Runner
+    from importer.run.pipeline import Runner
+    from importer.send.auth import build_token_source
+    from importer.send.client import GraphClient
+    from importer.send.pacing import Pacer
 
     if settings.access_token:
         register_secret(settings.access_token.reveal())
@@ -329,7 +329,7 @@ async def _execute_with(
 
 
 def _policy(settings: Settings) -> RetryPolicy:
-    from importer.retry import RetryPolicy
+    from importer.send.retry import RetryPolicy
 
     return RetryPolicy(max_attempts=settings.max_attempts, deadline=settings.retry_deadline)
 
@@ -366,10 +366,11 @@ def _execute(
             )  # fmt: skip
         return
     from importer import aio
+    from importer.cli.progress import ProgressDisplay, wants_progress
     from importer.config import config_file, load_settings
-    from importer.metrics import check_metrics_path
-    from importer.progress import ProgressDisplay, RunMonitor, wants_progress
-    from importer.runner import RunRequest
+    from importer.reports.metrics import check_metrics_path
+    from importer.run.monitor import RunMonitor
+    from importer.run.pipeline import RunRequest
 
     _arrow_memory_pool()
     flags = {k: v for k, v in _guard(_input_overrides).items() if v is not None}
@@ -435,7 +436,7 @@ def _write_metrics(path: str | None, summary: RunSummary | None, exit_code: int)
     """Rewrite the --metrics-file, if one was asked for; a failure is only a warning."""
     if not path:
         return
-    from importer.metrics import write_metrics
+    from importer.reports.metrics import write_metrics
 
     try:
         write_metrics(path, summary, exit_code=exit_code)
@@ -823,7 +824,7 @@ class _Replay:
 
 def _replayed(run_dir: Path, config: str | None) -> _Replay:
     """How the run in ``run_dir`` read its input, from its summary.json."""
-    from importer.reading import Reading
+    from importer.reports.reading import Reading
 
     summary_path = run_dir / "summary.json"
     try:
@@ -918,7 +919,7 @@ def journal_export(config: str | None, state_dir: str | None) -> None:
       certimport journal export > journal.csv
     """
 
-    from importer.report import neutralise
+    from importer.reports.results import neutralise
 
     def body() -> None:
         with _open_journal(config, state_dir) as handle:
@@ -977,7 +978,7 @@ def inspect_command(path: str, config: str | None, timezone: str | None, rows: i
       certimport inspect certutil-export.csv --config adcs.toml --monthfirst
     """
     from importer.config import load_settings
-    from importer.inspect import inspect_file
+    from importer.run.inspect import inspect_file
 
     _arrow_memory_pool()
 
