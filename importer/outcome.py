@@ -32,3 +32,19 @@ class Outcome:
     def done(self) -> bool:
         """True when the record is in Graph (nothing left to do for it)."""
         return self.status in DONE
+
+    def journal_error(self) -> str:
+        """The error the journal keeps for the row: ``code: message``, or "" without one."""
+        return f"{self.error_code}: {self.error_message}" if self.error_code else ""
+
+    def import_error(self) -> str:
+        """The ``import_error`` cell of failed.csv: ``status: code: message``.
+
+        :func:`import_error_prefixes` gives the starts ``retry`` selects rows by.
+        """
+        return f"{self.status}: {self.error_code}: {self.error_message}"
+
+
+def import_error_prefixes(statuses: tuple[str, ...]) -> tuple[str, ...]:
+    """The starts of the ``import_error`` cells of rows with one of ``statuses``."""
+    return tuple(f"{status}:" for status in statuses)

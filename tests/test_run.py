@@ -288,7 +288,7 @@ def test_a_failed_journal_write_stops_the_run_and_the_next_run_finishes_exactly_
             raise sqlite3.OperationalError("database or disk is full")
         store(self, records)
 
-    monkeypatch.setattr("importer.run.pipeline.OUTCOME_GROUP", 10)
+    monkeypatch.setattr("importer.run.pool.OUTCOME_GROUP", 10)
     monkeypatch.setattr(Journal, "store", failing_store)
     path = write_inventory(tmp_path / "inv.csv", [row(n) for n in range(100)])
     code, _, stderr = invoke("run", str(path), "--out", str(tmp_path / "o"))

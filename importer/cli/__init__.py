@@ -36,9 +36,10 @@ from importer.outcome import FAILED, UNKNOWN
 # command that needs it: --version, --help and shell completion stay fast.
 if TYPE_CHECKING:
     from importer.config import Settings
+    from importer.reports.summary import Mode, RunSummary
     from importer.run.journal import Journal
     from importer.run.monitor import RunMonitor
-    from importer.run.pipeline import Mode, Runner, RunRequest, RunSummary
+    from importer.run.pipeline import Runner, RunRequest
     from importer.send.retry import RetryPolicy
 
 T = TypeVar("T")

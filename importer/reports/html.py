@@ -21,7 +21,7 @@ from importer.reports.timeline import Timeline, format_duration
 
 if TYPE_CHECKING:
     from importer.reports.results import ErrorDigest
-    from importer.run.pipeline import RunSummary
+    from importer.reports.summary import RunSummary
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 CHART_WIDTH = 860

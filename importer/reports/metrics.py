@@ -21,7 +21,7 @@ from importer import errors
 from importer.outcome import STATUSES, VALID
 
 if TYPE_CHECKING:
-    from importer.run.pipeline import RunSummary
+    from importer.reports.summary import RunSummary
 
 PREFIX = "certimport"
 LAST_SUCCESS = f"{PREFIX}_last_success_timestamp_seconds"

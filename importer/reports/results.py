@@ -197,12 +197,7 @@ class ReportWriter:
         if failed_positions:
             for i in failed_positions:
                 self.errors.add(lines[i], outcomes[i])
-            errors = _neutralised(
-                [
-                    f"{o.status}: {o.error_code}: {o.error_message}"
-                    for o in (outcomes[i] for i in failed_positions)
-                ]
-            )
+            errors = _neutralised([outcomes[i].import_error() for i in failed_positions])
             cells = raw.iloc[failed_positions, self._keep].itertuples(index=False, name=None)
             self._failed.writer.writerows(
                 [*row, error] for row, error in zip(cells, errors, strict=True)

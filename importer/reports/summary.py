@@ -1,13 +1,15 @@
-"""How a run's outcome is told to people: which counts matter, and what to run next.
+"""A run's summary (``RunSummary``, written to summary.json) and how its outcome is told to
+people: which counts matter, and what to run next.
 
 Shared by the summary the CLI prints on exit and by ``report.html``, so both give the same
-advice.
+advice. The pipeline produces a ``RunSummary``; the reports, the metrics and the CLI read it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Literal
 
 from importer import errors
 from importer.outcome import (
@@ -23,8 +25,40 @@ from importer.outcome import (
 )
 from importer.reports.reading import Reading
 
-if TYPE_CHECKING:
-    from importer.run.pipeline import RunSummary
+Mode = Literal["validate", "dry-run", "plan", "run"]
+
+
+@dataclass
+class RunSummary:
+    """Counts and timings of a run; written to summary.json and shown at the end."""
+
+    input: str
+    input_sha256: str
+    mode: Mode
+    out_dir: str
+    run_id: str = ""
+    target: str = ""
+    journal: str = ""
+    started: str = ""
+    finished: str = ""
+    duration_seconds: float = 0.0
+    records: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    reconciled: int = 0
+    requests: int = 0
+    throttled: int = 0
+    retries: int = 0
+    rows_per_second: float = 0.0
+    exit_code: int = 0
+    stopped: str = ""  # why the run stopped early, if it did
+    warnings: list[str] = field(default_factory=list)
+    command: str = ""  # "retry" for a retry; else the mode is the command
+    reading: dict[str, Any] = field(default_factory=dict)  # how the input was read (Reading)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form written to summary.json."""
+        return dict(self.__dict__)
+
 
 # The statuses each mode can produce, in the order they are shown.
 MODE_STATUSES: dict[str, tuple[str, ...]] = {
@@ -90,4 +124,4 @@ def exit_meaning(code: int) -> str:
     return EXIT_MEANINGS.get(code, "internal error")
 
 
-__all__ = ["MODE_STATUSES", "exit_meaning", "next_steps", "shown_statuses"]
+__all__ = ["MODE_STATUSES", "Mode", "RunSummary", "exit_meaning", "next_steps", "shown_statuses"]

@@ -15,10 +15,32 @@ from typing import Any, Protocol
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, ClientAuthenticationError
 
-from importer.config import Settings
 from importer.errors import AuthenticationFailed, ConfigError
 
 REFRESH_MARGIN = 300.0  # seconds before expiry at which a token is renewed
+
+
+class _Secret(Protocol):
+    def reveal(self) -> str: ...
+
+
+class AuthSettings(Protocol):
+    """What the token source is built from (:class:`importer.config.Settings` has it all)."""
+
+    @property
+    def auth_method(self) -> str: ...
+    @property
+    def access_token(self) -> _Secret | None: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def certificate_path(self) -> str: ...
+    @property
+    def authority(self) -> str: ...
+    @property
+    def scope(self) -> str: ...
 
 
 class TokenSource(Protocol):
@@ -121,7 +143,9 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def build_token_source(settings: Settings, environ: Mapping[str, str] | None = None) -> TokenSource:
+def build_token_source(
+    settings: AuthSettings, environ: Mapping[str, str] | None = None
+) -> TokenSource:
     """The token source for ``settings.auth_method``; raises ConfigError when it lacks inputs."""
     env = os.environ if environ is None else environ
     method = settings.auth_method
