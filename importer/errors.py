@@ -3,15 +3,17 @@
     CertImportError                 base; ``exit_code`` says how the CLI ends
     ├── UsageError                  bad arguments or configuration (exit 2)
     │   ├── ConfigError             every configuration problem, gathered (exit 2)
-    │   └── LockHeld                another run holds the target's journal (exit 2)
+    │   ├── LockHeld                another run holds the target's journal (exit 2)
+    │   └── JournalError            SQLite failed reading or writing the journal (exit 2)
     ├── InputError                  a file that cannot be read as an inventory (exit 2)
     ├── NothingToRetry              retry of a run with no failed or unknown rows (exit 0)
     └── RunAborted                  the run cannot go on; nothing more is sent (exit 3)
         ├── AuthenticationFailed    no token could be obtained, or Graph keeps refusing it
         └── PermissionDenied        Graph answered 403 on the collection
 
-Third-party exceptions (pandas, aiohttp, azure-identity) are translated into these at the
-module that calls the library, chained with ``from``; the CLI turns them into one-line messages.
+Third-party exceptions are translated into these at the one module that calls the library
+(pandera in ``input.schema``, aiohttp in ``send.client``, azure-identity in ``send.auth``,
+sqlite3 in ``run.journal``), chained with ``from``; the CLI turns them into one-line messages.
 """
 
 from __future__ import annotations
@@ -92,3 +94,11 @@ class PermissionDenied(RunAborted):
 
 class LockHeld(UsageError):
     """Another run holds the journal of this target."""
+
+
+class JournalError(UsageError):
+    """SQLite failed on the journal (a full disk, a damaged file)."""
+
+    def __init__(self, path: object, exc: BaseException) -> None:
+        self.path = path
+        super().__init__(f"the journal failed: {path}: {exc}")

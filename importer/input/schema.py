@@ -14,7 +14,6 @@ accept, so the results are those of normalising and checking every cell.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,22 +21,43 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pandera
 import pyarrow as pa
 import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
 from importer.errors import ConfigError
 from importer.input import rules
-from importer.input.profiles import Profile
+from importer.input.checks import (
+    BAD_FORMAT,
+    BAD_LOCAL,
+    BAD_ORDER,
+    BAD_STATUS,
+    CANONICAL_UTC,
+    INTEGER,
+    ISO,
+    OFFSET,
+    ORDER_COLUMN,
+    ORDER_REASON,
+    DateOptions,
+    build_checks,
+    build_schema,
+    format_utc,
+    strip_hex,
+)
+from importer.input.plain import (
+    plain_hex,
+    plain_integer,
+    plain_oids,
+    plain_text,
+    replace_cells,
+    utc_stamps,
+)
 from importer.input.source import Chunk, Header
 from importer.model import (
     DATE_PROPERTIES,
     DEVICE,
     EXPIRES,
     EXTENDED_KEY_USAGES,
-    INT32_MAX,
-    INT32_MIN,
     ISSUED,
     KEY_USAGES,
     PROPERTIES,
@@ -47,22 +67,6 @@ from importer.model import (
     SERIAL,
     THUMBPRINT,
 )
-
-# Invisible marks that Windows' certificate dialog copies along with a thumbprint.
-_HEX_NOISE = r"[\s:\u200e\u200f\ufeff]"
-_ISO = re.compile(
-    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?)?"
-    r"(?:Z|z|[+-]\d{2}:?\d{2})?$"
-)
-_CANONICAL_UTC = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z"
-_OFFSET = r"(?:Z|z|[+-]\d{2}:?\d{2})$"
-_CONTROL = r"[\x00-\x1f\x7f]"
-_BAD_FORMAT = "\x00format"  # sentinels for date cells that could not be parsed;
-_BAD_LOCAL = "\x00local"  # the reported value is always taken from the original cell
-_BAD_ORDER = "\x00order"
-_BAD_STATUS = "\x00status"
-_SENTINELS = [_BAD_STATUS, rules.BAD_EKU, rules.DOTNET_TYPE]
-_INTEGER = r"[+-]?\d{1,12}"
 
 
 @dataclass(frozen=True)
@@ -98,352 +102,6 @@ class ValidatedChunk:
     def lines(self) -> np.ndarray:
         """Physical line numbers of the chunk's records."""
         return self.chunk.lines
-
-
-def _not_empty(s: pd.Series) -> pd.Series:
-    return s != ""
-
-
-def _empty_or(pattern: str):  # type: ignore[no-untyped-def]
-    def check(s: pd.Series) -> pd.Series:
-        return (s == "") | s.str.fullmatch(pattern)
-
-    return check
-
-
-def _int32(s: pd.Series) -> pd.Series:
-    numbers = pd.to_numeric(s.where(s.str.fullmatch(r"[+-]?\d{1,12}"), None), errors="coerce")
-    in_range = (numbers >= INT32_MIN) & (numbers <= INT32_MAX)
-    return (s == "") | in_range.fillna(False).astype(bool)
-
-
-def _no_control(s: pd.Series) -> pd.Series:
-    return ~s.str.contains(_CONTROL, regex=True)
-
-
-@dataclass(frozen=True)
-class DateOptions:
-    """How dates without an ISO 8601 shape are read (see :func:`rules.parse_local_dates`)."""
-
-    timezone: str = "UTC"
-    date_format: str | None = None
-    dayfirst: bool | None = None
-
-    def unreadable(self) -> str:
-        """The reason given for a date cell that cannot be read."""
-        if self.date_format:
-            return f"is neither an ISO 8601 date-time nor in the format {self.date_format!r}"
-        if self.dayfirst is True:
-            return "is neither an ISO 8601 date-time nor a day-first date such as 05.01.2025 10:32"
-        if self.dayfirst is False:
-            return (
-                "is neither an ISO 8601 date-time nor a month-first date such as 1/5/2025 10:32 AM"
-            )
-        return "is not an ISO 8601 date-time such as 2025-01-05T10:32:00Z"
-
-
-def _status_error(profile: Profile | None) -> str:
-    if profile is None or not profile.revoke_status:
-        return f"is not a revoke status: use one of {', '.join(REVOKE_STATUSES)}"
-    table = ", ".join(f"{k} -> {v}" for k, v in profile.revoke_status.items())
-    return f"is not a status known to profile {profile.name} ({table})"
-
-
-def _no_control_but_sentinels(s: pd.Series) -> pd.Series:
-    return _no_control(s) | s.isin(_SENTINELS)
-
-
-@dataclass(frozen=True)
-class Check:
-    """One rule for the normalised cells of one column: ``passes`` is True where they keep it."""
-
-    reason: str
-    passes: Callable[[pd.Series], pd.Series]
-
-
-def build_checks(
-    columns: list[str],
-    timezone: str,
-    *,
-    dates: DateOptions | None = None,
-    profile: Profile | None = None,
-) -> dict[str, list[Check]]:
-    """The checks of each of ``columns`` (normalised records), in the order they are reported."""
-    dates = dates or DateOptions(timezone)
-    checks: dict[str, list[Check]] = {c: [] for c in columns}
-
-    def add(col: str, check: Check) -> None:
-        if col in checks:
-            checks[col].append(check)
-
-    for col in REQUIRED_CELLS:
-        add(col, Check("is required and empty", _not_empty))
-    add(
-        THUMBPRINT,
-        Check(
-            "is not a SHA-1 thumbprint: 40 hex digits after removing spaces and colons",
-            _empty_or(r"[0-9A-F]{40}"),
-        ),
-    )
-    add(
-        SERIAL,
-        Check(
-            "is not a serial number: 1 to 40 hex digits after removing spaces and colons",
-            _empty_or(r"[0-9A-F]{1,40}"),
-        ),
-    )
-    add(REVOKE_STATUS, Check(_status_error(profile), lambda s: (s == "") | s.isin(REVOKE_STATUSES)))
-    add(
-        KEY_USAGES,
-        Check("is not an integer in Int32 range (-2147483648..2147483647)", _int32),
-    )
-    add(
-        EXTENDED_KEY_USAGES,
-        Check(
-            "is not a list of EKU OIDs or known EKU names such as Client Authentication",
-            lambda s: s != rules.BAD_EKU,
-        ),
-    )
-    add(
-        EXTENDED_KEY_USAGES,
-        Check(
-            "is a .NET type name, not a list of EKUs: in PowerShell export "
-            "EnhancedKeyUsageList with -join ', '",
-            lambda s: s != rules.DOTNET_TYPE,
-        ),
-    )
-    for col in DATE_PROPERTIES:
-        add(col, Check(dates.unreadable(), lambda s: s != _BAD_FORMAT))
-        add(
-            col,
-            Check(
-                "is not ISO 8601 and its day and month order is unknown: pass --dayfirst "
-                "or --monthfirst, or --date-format",
-                lambda s: s != _BAD_ORDER,
-            ),
-        )
-        add(
-            col,
-            Check(
-                f"does not exist or is ambiguous as a local time in {timezone} "
-                "(clock change); give the offset explicitly",
-                lambda s: s != _BAD_LOCAL,
-            ),
-        )
-    for col in columns:
-        if col in (EXTENDED_KEY_USAGES, REVOKE_STATUS):  # their sentinels have their own check
-            checks[col].append(Check("contains a control character", _no_control_but_sentinels))
-        elif col not in DATE_PROPERTIES:
-            checks[col].append(Check("contains a control character", _no_control))
-    return checks
-
-
-def _strip_hex(s: pd.Series) -> pd.Series:
-    messy = ~s.str.fullmatch(r"[0-9A-Fa-f]*")
-    if messy.any():  # most files are clean: strip only the cells that need it
-        s = s.copy()
-        s[messy] = s[messy].str.replace(_HEX_NOISE, "", regex=True)
-    return s.str.upper()
-
-
-def _format_utc(values: pd.Series, fractions: np.ndarray | None = None) -> np.ndarray:
-    """ISO 8601 in UTC with a ``Z``: whole seconds, else up to 7 fractional digits.
-
-    ``fractions`` (the digits after the point, as written) carries precision the parsed values
-    may lack: offsets are whole minutes, so the fraction is the same in UTC.
-    """
-    naive = values.dt.tz_localize(None).to_numpy()
-    whole = np.char.add(np.datetime_as_string(naive, unit="s"), "Z").astype(object)
-    if fractions is not None:
-        digits = [f[:7].rstrip("0") for f in fractions]
-        return np.array(
-            [f"{w[:-1]}.{d}Z" if d else w for w, d in zip(whole, digits, strict=True)],
-            dtype=object,
-        )
-    unit: Any = np.datetime_data(naive.dtype)[0]
-    fractional = naive != naive.astype("datetime64[s]")
-    if fractional.any():
-        full = np.datetime_as_string(naive[fractional], unit=unit)
-        whole[fractional] = [f"{t[:19]}.{t[20:27].rstrip('0')}Z" for t in full]
-    return whole
-
-
-_ORDER_COLUMN = "_issued_after_expiry"
-_ORDER_REASON = "issuance date is after the expiration date"
-
-
-def build_schema(checks: Mapping[str, list[Check]]) -> pandera.DataFrameSchema:
-    """The pandera schema of normalised records: each column's checks, and the date order."""
-    return pandera.DataFrameSchema(
-        {
-            col: pandera.Column(
-                str,
-                [pandera.Check(check.passes, error=check.reason) for check in rules_],
-                nullable=False,
-            )
-            for col, rules_ in checks.items()
-        },
-        checks=[pandera.Check(lambda df: ~df[_ORDER_COLUMN], error=_ORDER_REASON, name="order")],
-        strict=False,
-        coerce=False,
-    )
-
-
-# ---- cheap tests on the UTF-8 bytes of a column: which cells are already as they are sent ----
-
-
-# YYYY-MM-DDTHH:MM:SSZ: where its digits are, and its other characters
-_STAMP_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
-_STAMP_MARKS = [4, 7, 10, 13, 16, 19]
-_STAMP_MARK_BYTES = np.frombuffer(b"--T::Z", dtype=np.uint8)
-_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
-_OID_LIST = r"^(?:[0-9]+(?:\.[0-9]+)+(?:, [0-9]+(?:\.[0-9]+)+)*)?$"  # OID_LIST or empty, in RE2
-
-
-def _text(s: pd.Series) -> pa.Array | None:
-    """A text column as one Arrow string array, or None if it is not text or has a null."""
-    try:
-        array = pa.array(s.array)  # no copy for an Arrow-backed str column
-    except (pa.ArrowException, TypeError, ValueError):
-        return None
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    text = pa.types.is_large_string(array.type) or pa.types.is_string(array.type)
-    return array if text and not array.null_count else None
-
-
-def _utf8(s: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
-    """The UTF-8 bytes of a text column and the offset of each cell in them (n + 1, from 0).
-
-    None when :func:`_text` is None: the column's cells are then all suspects.
-    """
-    array = _text(s)
-    if array is None:
-        return None
-    width = np.int64 if pa.types.is_large_string(array.type) else np.int32
-    _, offsets_buffer, data_buffer = array.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=width)
-    offsets = offsets[array.offset : array.offset + len(array) + 1].astype(np.int64)
-    if data_buffer is None:
-        return np.empty(0, dtype=np.uint8), offsets - offsets[0]
-    data = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
-    return data, offsets - offsets[0]
-
-
-def _cells_with(marked: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Per cell: does it hold a marked byte? (``marked``: per byte; ``starts``: from _utf8)."""
-    found = np.zeros(len(starts) - 1, dtype=bool)
-    at = np.flatnonzero(marked)
-    if len(at):
-        found[np.searchsorted(starts, at, side="right") - 1] = True
-    return found
-
-
-def _control(data: np.ndarray) -> np.ndarray:
-    return np.asarray((data < 0x20) | (data == 0x7F))
-
-
-def _not_digit(data: np.ndarray) -> np.ndarray:
-    return np.asarray(data - np.uint8(48) > 9)  # bytes below "0" wrap around
-
-
-def _not_upper_hex(data: np.ndarray) -> np.ndarray:
-    return np.asarray((data - np.uint8(48) > 9) & (data - np.uint8(65) > 5))
-
-
-def _plain_hex(s: pd.Series, exact: bool) -> np.ndarray:
-    """Cells of 40 (``exact``) or 1 to 40 upper-case hex digits."""
-    view = _utf8(s)
-    if view is None:
-        return np.zeros(len(s), dtype=bool)
-    data, starts = view
-    lengths = np.diff(starts)
-    plain = (lengths == 40) if exact else ((lengths >= 1) & (lengths <= 40))
-    return np.asarray(plain & ~_cells_with(_not_upper_hex(data), starts), dtype=bool)
-
-
-def _plain_text(s: pd.Series, required: bool) -> np.ndarray:
-    """Cells without control characters that start with a visible ASCII character (so they are
-    not blank), or are empty when ``required`` is False."""
-    view = _utf8(s)
-    if view is None:
-        return np.zeros(len(s), dtype=bool)
-    data, starts = view
-    lengths = np.diff(starts)
-    first = data[np.minimum(starts[:-1], max(len(data) - 1, 0))] if len(data) else 0
-    plain = (lengths > 0) & (first > 0x20) & (first < 0x7F)
-    if not required:
-        plain |= lengths == 0
-    return np.asarray(plain & ~_cells_with(_control(data), starts), dtype=bool)
-
-
-def _plain_integer(s: pd.Series) -> np.ndarray:
-    """Empty cells and cells of at most 9 digits (always in Int32 range)."""
-    view = _utf8(s)
-    if view is None:
-        return np.zeros(len(s), dtype=bool)
-    data, starts = view
-    plain = np.diff(starts) <= 9
-    return np.asarray(plain & ~_cells_with(_not_digit(data), starts), dtype=bool)
-
-
-def _plain_oids(s: pd.Series) -> np.ndarray:
-    """Empty cells and OIDs joined with ", " (the canonical form of an EKU list)."""
-    array = _text(s)
-    if array is None:
-        return np.zeros(len(s), dtype=bool)
-    # few distinct lists: match each once
-    encoded = pc.dictionary_encode(array)
-    matched = pc.match_substring_regex(encoded.dictionary, _OID_LIST)
-    plain = np.asarray(matched.to_numpy(zero_copy_only=False), dtype=bool)
-    return np.asarray(plain[encoded.indices.to_numpy(zero_copy_only=False)])
-
-
-def _utc_stamps(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Cells written as a valid ``YYYY-MM-DDTHH:MM:SSZ`` (year 1 or later): (which, seconds).
-
-    Seconds are since the epoch, for those cells only (0 for the others).
-    """
-    count = len(s)
-    plain = np.zeros(count, dtype=bool)
-    seconds = np.zeros(count, dtype=np.int64)
-    view = _utf8(s)
-    if view is None:
-        return plain, seconds
-    data, starts = view
-    at = np.flatnonzero(np.diff(starts) == 20)
-    if not len(at):
-        return plain, seconds
-    every = len(at) == count  # then the bytes are a table of 20 columns already
-    text = data.reshape(count, 20) if every else data[starts[at, None] + np.arange(20)]
-    digits = text[:, _STAMP_DIGITS] - np.uint8(48)  # other bytes wrap around to above 9
-    shaped = (digits <= 9).all(axis=1) & (text[:, _STAMP_MARKS] == _STAMP_MARK_BYTES).all(axis=1)
-    pairs = digits[:, 0::2].astype(np.int32) * 10 + digits[:, 1::2]  # YY YY MM DD hh mm ss
-    year = pairs[:, 0] * 100 + pairs[:, 1]
-    month, day, hour, minute, second = (pairs[:, i] for i in range(2, 7))
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    month_days = _MONTH_DAYS[np.clip(month, 0, 12)] + (leap & (month == 2))
-    valid = shaped & (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)
-    valid &= (day <= month_days) & (hour <= 23) & (minute <= 59) & (second <= 59)
-    # days since 1970-01-01 in the proleptic Gregorian calendar (its years start in March)
-    y = year - (month <= 2)
-    era = y // 400
-    of_era = y - era * 400
-    of_year = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
-    days = era * 146097 + of_era * 365 + of_era // 4 - of_era // 100 + of_year - 719468
-    plain[at] = valid
-    clock = hour * 3600 + minute * 60 + second
-    seconds[at] = np.where(valid, days.astype(np.int64) * 86400 + clock, 0)
-    return plain, seconds
-
-
-def _replace(s: pd.Series, positions: np.ndarray, cells: pd.Series) -> pd.Series:
-    """``s`` with the cells at ``positions`` replaced by ``cells`` (in the same order)."""
-    if len(positions) == len(s):
-        return pd.Series(cells.to_numpy(), index=s.index, dtype=s.dtype)
-    s = s.copy()
-    s.iloc[positions] = cells.to_numpy()
-    return s
 
 
 class Validator:
@@ -514,13 +172,13 @@ class Validator:
             if col == REVOKE_STATUS and self.profile.revoke_status:
                 # few distinct values: the table maps each once; check what it did not map
                 s = rules.map_distinct(
-                    s, lambda c: self.profile.revoke_value(c) if c.strip() else "", _BAD_STATUS
+                    s, lambda c: self.profile.revoke_value(c) if c.strip() else "", BAD_STATUS
                 )
                 columns[col] = s
                 suspects[col] = np.flatnonzero(~s.isin(REVOKE_STATUSES).to_numpy(dtype=bool))
                 continue
             if col in DATE_PROPERTIES:
-                plain, seconds = _utc_stamps(s)
+                plain, seconds = utc_stamps(s)
                 stamps = np.full(len(s), np.nan)
                 stamps[plain] = seconds[plain] * 1_000_000 / 1e6  # as _store computes them
                 parsed[col] = stamps
@@ -535,7 +193,7 @@ class Validator:
                     parsed[col][where] = stamps
                 else:
                     cells = self._normalise_cells(col, cells)
-                s = _replace(s, where, cells)
+                s = replace_cells(s, where, cells)
             columns[col] = s
         frame = pd.DataFrame(columns, index=raw.index, copy=False)
         return frame, suspects, parsed
@@ -543,28 +201,26 @@ class Validator:
     def _plain(self, col: str, s: pd.Series) -> np.ndarray:
         """Cells of ``col`` that normalising keeps as they are and that pass its checks."""
         if col == THUMBPRINT:
-            return _plain_hex(s, exact=True)
+            return plain_hex(s, exact=True)
         if col == SERIAL:
-            return _plain_hex(s, exact=False)
+            return plain_hex(s, exact=False)
         if col == REVOKE_STATUS:
             return np.asarray(s.isin(REVOKE_STATUSES).to_numpy(dtype=bool))
         if col == KEY_USAGES:
-            return _plain_integer(s)
+            return plain_integer(s)
         if col == EXTENDED_KEY_USAGES:
-            return _plain_oids(s)
-        return _plain_text(s, required=col in REQUIRED_CELLS)
+            return plain_oids(s)
+        return plain_text(s, required=col in REQUIRED_CELLS)
 
     def _normalise_cells(self, col: str, s: pd.Series) -> pd.Series:
         """Normalise cells of ``col`` (not a date, not a status with a table)."""
         if col in (THUMBPRINT, SERIAL):
-            return _strip_hex(s)
+            return strip_hex(s)
         if col == REVOKE_STATUS:
             return s.str.strip().str.lower()
         if col == KEY_USAGES:
             s = s.str.strip()
-            return rules.apply_where(
-                s, (s == "") | s.str.fullmatch(_INTEGER), rules.key_usage_value
-            )
+            return rules.apply_where(s, (s == "") | s.str.fullmatch(INTEGER), rules.key_usage_value)
         if s.str.isspace().any():
             s = s.where(~s.str.isspace(), "")
         if col == EXTENDED_KEY_USAGES:
@@ -574,9 +230,9 @@ class Validator:
     def _parse_dates(self, s: pd.Series) -> tuple[pd.Series, np.ndarray]:
         """Parse date cells: (UTC text with offset or a sentinel, epoch seconds or NaN)."""
         text = s.to_numpy(dtype=object)
-        shaped = s.str.fullmatch(_ISO).to_numpy(dtype=bool)
-        offset = s.str.contains(_OFFSET, regex=True).to_numpy(dtype=bool)
-        out = np.full(len(s), _BAD_FORMAT, dtype=object)
+        shaped = s.str.fullmatch(ISO).to_numpy(dtype=bool)
+        offset = s.str.contains(OFFSET, regex=True).to_numpy(dtype=bool)
+        out = np.full(len(s), BAD_FORMAT, dtype=object)
         out[text == ""] = ""
         stamps = np.full(len(s), np.nan)
         for aware in (True, False):
@@ -608,7 +264,7 @@ class Validator:
             parsed, unknown = rules.parse_local_dates(
                 cells, dayfirst=self.dates.dayfirst, date_format=self.dates.date_format
             )
-            out[local[unknown]] = _BAD_ORDER
+            out[local[unknown]] = BAD_ORDER
             self._store(local, parsed, None, text, out, stamps)
         # most cells are sent as written: replace only the others (cheaper than a new column)
         changed = out != text
@@ -632,7 +288,7 @@ class Validator:
         if parsed.dt.tz is None:
             naive = parsed
             parsed = naive.dt.tz_localize(self._zone, ambiguous="NaT", nonexistent="NaT")
-            out[positions[(parsed.isna() & naive.notna()).to_numpy()]] = _BAD_LOCAL
+            out[positions[(parsed.isna() & naive.notna()).to_numpy()]] = BAD_LOCAL
         ok = parsed.notna().to_numpy()
         if not ok.any():
             return
@@ -640,7 +296,7 @@ class Validator:
         where = positions[ok]
         if cells is not None:
             # A cell already written as UTC with whole seconds is sent as it is.
-            shaped = cells[ok].str.fullmatch(_CANONICAL_UTC).to_numpy(dtype=bool)
+            shaped = cells[ok].str.fullmatch(CANONICAL_UTC).to_numpy(dtype=bool)
             unchanged = cells[ok].to_numpy(dtype=object) == text[where]  # written as it is sent
             canonical = np.logical_and(shaped, unchanged)
         else:
@@ -648,7 +304,7 @@ class Validator:
         out[where[canonical]] = text[where[canonical]]
         if not canonical.all():
             digits = None if fractions is None else fractions[ok][~canonical]
-            out[where[~canonical]] = _format_utc(good[~canonical], digits)
+            out[where[~canonical]] = format_utc(good[~canonical], digits)
         seconds = good.dt.tz_localize(None).to_numpy().astype("datetime64[us]")
         stamps[where] = seconds.astype(np.int64) / 1e6
 
@@ -674,7 +330,7 @@ class Validator:
         rows = np.unique(np.concatenate([np.flatnonzero(late), *suspects.values()]))
         if len(rows):
             frame = values.iloc[rows].copy()
-            frame[_ORDER_COLUMN] = late[rows]
+            frame[ORDER_COLUMN] = late[rows]
             try:
                 self.schema.validate(frame, lazy=True)
             except SchemaErrors as exc:
@@ -710,7 +366,7 @@ class Validator:
                 continue
             failing.setdefault((str(column), str(check)), []).append(int(index))
         if late:
-            add(np.unique(late), self.header.label(ISSUED), _ORDER_REASON, None)
+            add(np.unique(late), self.header.label(ISSUED), ORDER_REASON, None)
         # each column's checks in turn, in the order they were declared
         for col in self.columns:
             for rule in self.checks[col]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import itertools
 import json
 import logging
@@ -34,15 +35,16 @@ import re
 import socket
 import sqlite3
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, TypeVar, cast
 
 import orjson
 
-from importer.errors import LockHeld, UsageError
+from importer.errors import JournalError, LockHeld, UsageError
+from importer.outcome import CREATED, UNKNOWN, UPDATED
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -77,12 +79,29 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 # Statuses kept per key. "intent" is kept apart (intent_* columns) so that the last known
 # outcome survives a send that never returned.
-DONE_STATUSES = ("created", "updated")
+DONE_STATUSES = (CREATED, UPDATED)
+_DONE_SQL = ", ".join(f"'{status}'" for status in DONE_STATUSES)  # for IN (...) in SQL
 MAX_ROWS_PER_STATEMENT = 500  # rows written by one INSERT; fewer when SQLite allows fewer
 SHARED_BITS = 0o066  # read or write for group or others
 
 log = logging.getLogger(__name__)
 _warned_dirs: set[Path] = set()  # state directories already warned about in this process
+
+
+_M = TypeVar("_M", bound=Callable[..., Any])
+
+
+def _translated(method: _M) -> _M:
+    """SQLite's errors, raised by a journal method, as :class:`JournalError` naming the file."""
+
+    @functools.wraps(method)
+    def call(self: Journal, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise JournalError(self.path, exc) from exc
+
+    return cast(_M, call)
 
 
 def default_state_dir() -> Path:
@@ -166,7 +185,7 @@ class Entry:
     @property
     def in_doubt(self) -> bool:
         """A send was started and its answer never recorded (a crash, or no answer)."""
-        return self.intent_run is not None or self.status == "unknown"
+        return self.intent_run is not None or self.status == UNKNOWN
 
 
 class Record(NamedTuple):
@@ -328,6 +347,7 @@ class Journal:
 
     # -- reading --------------------------------------------------------------------------
 
+    @_translated
     def lookup(self, keys: Sequence[str]) -> dict[str, Entry]:
         """Entries for the given keys (missing keys are absent from the result).
 
@@ -353,6 +373,7 @@ class Journal:
                 found[key] = Entry(key, body_hash, status, graph_id, attempts, intent)
         return found
 
+    @_translated
     def counts(self) -> dict[str, int]:
         """Keys per status, and how many have an unresolved intent."""
         result = dict(self.db.execute("SELECT status, COUNT(*) FROM rows GROUP BY status"))
@@ -363,11 +384,15 @@ class Journal:
 
     def iter_rows(self) -> Iterator[tuple[Any, ...]]:
         """Every row, for export."""
-        yield from self.db.execute(
-            "SELECT thumbprint, device, status, graph_id, attempts, last_error, run_id, "
-            "intent_run, created_at, updated_at FROM rows ORDER BY created_at, key"
-        )
+        try:
+            yield from self.db.execute(
+                "SELECT thumbprint, device, status, graph_id, attempts, last_error, run_id, "
+                "intent_run, created_at, updated_at FROM rows ORDER BY created_at, key"
+            )
+        except sqlite3.Error as exc:
+            raise JournalError(self.path, exc) from exc
 
+    @_translated
     def last_run(self, source: str) -> dict[str, Any] | None:
         """The last finished run of ``source`` that completed (exit 0 or 1)."""
         row = self.db.execute(
@@ -379,6 +404,7 @@ class Journal:
             return None
         return {"run_id": row[0], "records": row[1], "finished": row[2]}
 
+    @_translated
     def recent_runs(self, limit: int = 10) -> list[tuple[Any, ...]]:
         """The latest runs, newest first."""
         return list(
@@ -391,6 +417,7 @@ class Journal:
 
     # -- writing --------------------------------------------------------------------------
 
+    @_translated
     def intend(self, items: Sequence[tuple[str, str, str, int]]) -> None:
         """Durably record that these keys (key, thumbprint, device, body hash) are being sent."""
         self._write_rows(
@@ -428,6 +455,7 @@ class Journal:
                 params.extend(itertools.chain.from_iterable(part))
                 db.execute(sql.format(_values(len(part), width)), params)
 
+    @_translated
     def abandon(self, keys: Iterable[str]) -> None:
         """Forget the intents of keys that were never sent (the run stopped first)."""
         with self._transaction():
@@ -438,6 +466,7 @@ class Journal:
             )
             self.db.execute("DELETE FROM rows WHERE status = 'new' AND intent_run IS NULL")
 
+    @_translated
     def store(self, records: Sequence[Record]) -> None:
         """Make these outcomes durable (one transaction; an intent of theirs is cleared).
 
@@ -451,10 +480,10 @@ class Journal:
             "SELECT column1, column2, column3, column4, column5, column6, column7, "
             "column8, ?1, ?2, ?2 FROM ({}) WHERE true "
             "ON CONFLICT(key) DO UPDATE SET "
-            "body_hash = CASE WHEN excluded.status IN ('created', 'updated') "
+            f"body_hash = CASE WHEN excluded.status IN ({_DONE_SQL}) "
             "  THEN excluded.body_hash ELSE rows.body_hash END, "
-            "status = CASE WHEN rows.status IN ('created', 'updated') "
-            "  AND excluded.status NOT IN ('created', 'updated') "
+            f"status = CASE WHEN rows.status IN ({_DONE_SQL}) "
+            f"  AND excluded.status NOT IN ({_DONE_SQL}) "
             "  THEN rows.status ELSE excluded.status END, "
             "graph_id = CASE WHEN excluded.graph_id != '' THEN excluded.graph_id "
             "  ELSE rows.graph_id END, "
@@ -466,6 +495,7 @@ class Journal:
             8,
         )
 
+    @_translated
     def start_run(self, source: str, sha256: str, mode: str, started: str) -> None:
         """Note the start of this run."""
         with self._transaction():
@@ -475,6 +505,7 @@ class Journal:
                 (self.run_id, source, sha256, mode, started),
             )
 
+    @_translated
     def finish_run(
         self, records: int, exit_code: int, out_dir: str, counts: dict[str, int]
     ) -> None:

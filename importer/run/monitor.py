@@ -46,11 +46,19 @@ class RunMonitor:
     def __repr__(self) -> str:
         return f"RunMonitor(phase={self.phase!r}, done={self.done}, total={self.total})"
 
-    def begin(self, total: int, *, pacer: Pacer | None, stats: ClientStats | None) -> None:
-        """The sending phase starts: ``total`` records, paced by ``pacer``."""
-        self.total = total
+    def attach(self, *, pacer: Pacer | None, stats: ClientStats | None) -> None:
+        """Watch the write pacer and the client's traffic counters (the session's own)."""
         self.pacer = pacer
         self.stats = stats
+
+    def begin(
+        self, total: int, *, pacer: Pacer | None = None, stats: ClientStats | None = None
+    ) -> None:
+        """The sending phase starts: ``total`` records (``pacer`` and ``stats``, if given,
+        as :meth:`attach`)."""
+        self.total = total
+        if pacer is not None or stats is not None:
+            self.attach(pacer=pacer, stats=stats)
         self.phase = "sending"
         self._started = self._clock()
         self._history.clear()

@@ -65,7 +65,7 @@ class RunRequest:
     """What the operator asked for."""
 
     path: str
-    out_dir: Path
+    out_dir: Path | None = None  # None: the settings' out_dir, else out/<UTC timestamp>
     mode: Mode = "run"
     strict: bool = False
     show_errors: int = 100  # problems echoed to the console; all are in the reports (0 = all)
@@ -143,6 +143,9 @@ class Runner:
     ) -> None:
         self.settings = settings
         self.request = request
+        if request.out_dir is None:
+            raise ValueError("the request's out_dir is resolved by the session")
+        self.out_dir = request.out_dir
         self.say = say
         self.journal = journal
         self.monitor = monitor or RunMonitor()  # live counters: progress display, timeline
@@ -240,17 +243,49 @@ class Runner:
 
     async def _execute(self, client: GraphClient | None) -> RunSummary:
         request = self.request
-        settings = self.settings
-        started = datetime.now(UTC)
         clock = time.monotonic()
         source = self._source()
-        run_id = started.strftime("%Y%m%dT%H%M%S.%fZ")
-        summary = RunSummary(
+        summary = self._begin_summary(source)
+        self._check_target()
+        self._announce(source, summary)
+        problems = _Problems(request.path, self.say, request.show_errors)
+        refuse, records, only = "", 0, None
+        if request.mode == "run":
+            refuse, records, only = await self._first_pass(source, problems, summary)
+        writer = ReportWriter(self.out_dir, source.header.names)
+        counts: Counter[str] = Counter()
+        if self.journal is not None and request.mode == "run":
+            self.journal.start_run(summary.input, summary.input_sha256, "run", summary.started)
+        try:
+            if request.mode == "run" and not refuse:
+                assert client is not None, "run mode needs a client"
+                await self._second_pass(source, client, writer, counts, records, only, summary)
+            else:
+                report = None if request.mode == "run" else problems
+                await self._off_loop(self._write_unsent, source, writer, counts, report)
+                if not sum(counts.values()):
+                    raise InputError(request.path, "no data rows after the header")
+        except BaseException:
+            writer.discard()
+            raise
+        problems.close(self.out_dir)
+        self._finish_summary(summary, counts, time.monotonic() - clock, refuse)
+        if self.journal is not None and request.mode == "run":
+            self.journal.finish_run(
+                summary.records, summary.exit_code, summary.out_dir, dict(counts)
+            )
+        publish(writer, summary, self.monitor.timeline if request.mode == "run" else None)
+        return summary
+
+    def _begin_summary(self, source: CsvSource) -> RunSummary:
+        request, settings = self.request, self.settings
+        started = datetime.now(UTC)
+        return RunSummary(
             input=request.label or str(Path(request.path).resolve()),
             input_sha256=file_sha256(request.path),
             mode=request.mode,
-            out_dir=str(request.out_dir),
-            run_id=run_id,
+            out_dir=str(self.out_dir),
+            run_id=started.strftime("%Y%m%dT%H%M%S.%fZ"),
             target=settings.collection_url if request.mode in ("run", "plan") else "",
             journal=str(self.journal.path) if self.journal else "",
             started=started.isoformat(),
@@ -265,73 +300,84 @@ class Runner:
                 emulator=request.emulator,
             ).as_dict(),
         )
-        self._check_target()
+
+    def _announce(self, source: CsvSource, summary: RunSummary) -> None:
+        """Say how the file is read (unless plain, or a retry) and which columns are ignored."""
+        path = self.request.path
         note = source.notable()  # a plain Graph-shaped UTF-8 file goes without saying
-        if note and not request.only_statuses:
-            self.say(f"reading {request.path}: {note}")
+        if note and not self.request.only_statuses:
+            self.say(f"reading {path}: {note}")
         if source.header.extras:
             warning = (
-                f"{request.path}:1: column(s) {', '.join(source.header.extras)} are not Graph "
+                f"{path}:1: column(s) {', '.join(source.header.extras)} are not Graph "
                 "properties: they are ignored and not sent"
             )
             summary.warnings.append(warning)
             self.say(f"warning: {warning}")
-        problems = _Problems(request.path, self.say, request.show_errors)
-        refuse = ""
-        if request.mode == "run":
-            self.monitor.phase = "validating"
-            before = _stamp(request.path)
-            records, invalid, only = await self._off_loop(self._scan, source, problems)
-            if _stamp(request.path) != before:
-                raise InputError(
-                    request.path,
-                    "changed while it was being read; run again once the export is complete",
-                )
-            if request.only_statuses:
-                if not records:
-                    wanted = " or ".join(request.only_statuses)
-                    raise errors.NothingToRetry(
-                        f"nothing to retry: {request.path} has no {wanted} rows"
-                    )
-                if note:  # said only when there is something to retry (cron runs it nightly)
-                    self.say(f"reading {request.path}: {note}")
+
+    async def _first_pass(
+        self, source: CsvSource, problems: _Problems, summary: RunSummary
+    ) -> tuple[str, int, ValidatedChunk | None]:
+        """Validate the whole file before anything is sent: (refusal, records, the only chunk)."""
+        request = self.request
+        self.monitor.phase = "validating"
+        before = _stamp(request.path)
+        records, invalid, only = await self._off_loop(self._scan, source, problems)
+        if _stamp(request.path) != before:
+            raise InputError(
+                request.path,
+                "changed while it was being read; run again once the export is complete",
+            )
+        if request.only_statuses:
             if not records:
-                raise InputError(request.path, "no data rows after the header")
-            if request.strict and invalid:
-                refuse = f"--strict: {invalid} invalid row(s), nothing was posted"
-            self._guard_shrink(summary.input, records)
-        writer = ReportWriter(request.out_dir, source.header.names)
-        counts: Counter[str] = Counter()
-        if self.journal is not None and request.mode == "run":
-            self.journal.start_run(summary.input, summary.input_sha256, "run", summary.started)
+                wanted = " or ".join(request.only_statuses)
+                raise errors.NothingToRetry(
+                    f"nothing to retry: {request.path} has no {wanted} rows"
+                )
+            if note := source.notable():  # said only when there is something to retry
+                self.say(f"reading {request.path}: {note}")
+        if not records:
+            raise InputError(request.path, "no data rows after the header")
+        refuse = ""
+        if request.strict and invalid:
+            refuse = f"--strict: {invalid} invalid row(s), nothing was posted"
+        self._guard_shrink(summary.input, records)
+        return refuse, records, only
+
+    async def _second_pass(
+        self,
+        source: CsvSource,
+        client: GraphClient,
+        writer: ReportWriter,
+        counts: Counter[str],
+        records: int,
+        only: ValidatedChunk | None,
+        summary: RunSummary,
+    ) -> None:
+        """Send the valid rows, sampling the monitor once a second."""
+        self.monitor.begin(records)
+        sampler = asyncio.create_task(self.monitor.sample_every(1.0))
         try:
-            if request.mode == "run" and not refuse:
-                assert client is not None, "run mode needs a client"
-                self.monitor.begin(records, pacer=client.pacer, stats=client.stats)
-                sampler = asyncio.create_task(self.monitor.sample_every(1.0))
-                try:
-                    await self._send(source, client, writer, counts, only)
-                finally:
-                    sampler.cancel()
-                    self.monitor.sample()
-                summary.requests = client.stats.requests
-                summary.throttled = client.stats.throttled
-                summary.retries = client.stats.retries
-            else:
-                report = None if request.mode == "run" else problems
-                await self._off_loop(self._write_unsent, source, writer, counts, report)
-                if not sum(counts.values()):
-                    raise InputError(request.path, "no data rows after the header")
-        except BaseException:
-            writer.discard()
-            raise
-        problems.close(request.out_dir)
+            await self._send(source, client, writer, counts, only)
+        finally:
+            sampler.cancel()
+            self.monitor.sample()
+        traffic = self.monitor.stats
+        if traffic is not None:
+            summary.requests = traffic.requests
+            summary.throttled = traffic.throttled
+            summary.retries = traffic.retries
+
+    def _finish_summary(
+        self, summary: RunSummary, counts: Counter[str], seconds: float, refuse: str
+    ) -> None:
         summary.finished = datetime.now(UTC).isoformat()
-        summary.duration_seconds = round(time.monotonic() - clock, 3)
+        summary.duration_seconds = round(seconds, 3)
         summary.records = sum(counts.values())
         summary.counts.update(counts)
         summary.reconciled = self.reconciled
-        done = sum(summary.counts[s] for s in DONE) if request.mode == "run" else counts[VALID]
+        mode = self.request.mode
+        done = sum(summary.counts[s] for s in DONE) if mode == "run" else counts[VALID]
         summary.rows_per_second = round(done / max(summary.duration_seconds, 1e-9), 1)
         if self.abort is not None:
             summary.stopped = str(self.abort)
@@ -340,13 +386,6 @@ class Runner:
         elif refuse:
             summary.stopped = refuse
         summary.exit_code = self._exit_code(summary, bool(refuse))
-        if self.journal is not None and request.mode == "run":
-            self.journal.finish_run(
-                summary.records, summary.exit_code, summary.out_dir, dict(counts)
-            )
-        timeline = self.monitor.timeline if request.mode == "run" else None
-        publish(writer, summary, timeline)
-        return summary
 
     def _check_target(self) -> None:
         """For ``retry``: refuse to send a run's rows to another target than the run's."""

@@ -23,7 +23,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from importer.errors import RunAborted
+from importer.errors import CertImportError, RunAborted
 from importer.input.schema import ValidatedChunk
 from importer.model import THUMBPRINT
 from importer.outcome import CREATED, FAILED, UNKNOWN, Outcome
@@ -63,6 +63,13 @@ def log_row(vc: ValidatedChunk, pos: int, outcome: Outcome) -> None:
             "request_id": outcome.request_id,
         },
     )
+
+
+def first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The failure that explains a failed task group: the first of ours, else the first."""
+    ours, _ = group.split(CertImportError)
+    inner = (ours or group).exceptions[0]
+    return first_failure(inner) if isinstance(inner, BaseExceptionGroup) else inner
 
 
 class OrderedWrites:
@@ -216,10 +223,13 @@ class SendPool:
     async def run(self) -> None:
         """Send every row ``prepare`` hands out; the reports of every slice are queued."""
         try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(self.settings.concurrency):
-                    group.create_task(self._worker())
-                group.create_task(self._produce())
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(self.settings.concurrency):
+                        group.create_task(self._worker())
+                    group.create_task(self._produce())
+            except BaseExceptionGroup as failures:  # a task failed: say why, not "a group"
+                raise first_failure(failures) from failures
             self._flush()
             self.writes.store()
         finally:
@@ -282,7 +292,7 @@ class SendPool:
         """The outcome of a row in doubt that the lookup settles, else None (post it)."""
         settings = self.settings
         if settings.reconcile_delay:
-            await self.client.policy.sleep(settings.reconcile_delay)
+            await self.client.sleep(settings.reconcile_delay)
         lookup = await self.client.find(job.thumbprint, job.device)
         if lookup.found:
             self.reconciled += 1
