@@ -104,6 +104,7 @@ class Settings:
     out_dir: str = ""
     state_dir: str = ""  # journal directory; default ~/.local/state/certimport
     update: bool = False  # PATCH rows whose body changed since they were created
+    resend_rejected: bool = False  # send rows Graph refused again, even with the same body
     reconcile: str = "lookup"  # lookup | repost: what to do when a lookup is not possible
     reconcile_delay: float = 2.0  # seconds before looking up a row whose answer was lost
     shrink_guard: float = 0.5  # refuse an input smaller than this share of the last run
@@ -151,6 +152,7 @@ _KEYS: dict[str, tuple[str, type]] = {
     "out_dir": ("run", str),
     "state_dir": ("journal", str),
     "update": ("journal", bool),
+    "resend_rejected": ("journal", bool),
     "reconcile": ("journal", str),
     "reconcile_delay": ("journal", float),
     "shrink_guard": ("journal", float),

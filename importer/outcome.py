@@ -34,7 +34,10 @@ class Outcome:
         return self.status in DONE
 
     def journal_error(self) -> str:
-        """The error the journal keeps for the row: ``code: message``, or "" without one."""
+        """The error the journal keeps for the row: ``code: message``, or "" without one.
+
+        :func:`parse_journal_error` reads it back.
+        """
         return f"{self.error_code}: {self.error_message}" if self.error_code else ""
 
     def import_error(self) -> str:
@@ -48,3 +51,9 @@ class Outcome:
 def import_error_prefixes(statuses: tuple[str, ...]) -> tuple[str, ...]:
     """The starts of the ``import_error`` cells of rows with one of ``statuses``."""
     return tuple(f"{status}:" for status in statuses)
+
+
+def parse_journal_error(text: str) -> tuple[str, str]:
+    """The (code, message) of an error written by :meth:`Outcome.journal_error`."""
+    code, _, message = text.partition(": ")
+    return code, message

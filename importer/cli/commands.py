@@ -85,6 +85,11 @@ def validate(
 @click.option("--dry-run", is_flag=True, help="Validate and build the bodies; send nothing.")
 @click.option("--strict", is_flag=True, help="Post nothing when any row is invalid (exit 2).")
 @UPDATE_OPTION
+@click.option(
+    "--resend-rejected",
+    is_flag=True,
+    help="Send rows Graph refused before even when unchanged (when Graph's side changed).",
+)
 @click.option("--allow-shrink", is_flag=True, help="Accept an input far smaller than last run's.")
 @STATE_DIR_OPTION
 @emulator_option("Start the built-in Graph emulator and import into it (a rehearsal).")
@@ -104,6 +109,7 @@ def run(
     dry_run: bool,
     strict: bool,
     update: bool,
+    resend_rejected: bool,
     allow_shrink: bool,
     state_dir: str | None,
     use_emulator: bool,
@@ -129,6 +135,7 @@ def run(
             "read_rate_limit": read_rate_limit,
             "batch": batch,
             "update": True if update else None,
+            "resend_rejected": True if resend_rejected else None,
             "state_dir": state_dir,
         },
         strict=strict,

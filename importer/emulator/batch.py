@@ -203,10 +203,17 @@ class _Batch:
                 result = _error_result(prep.op, dependency)
             else:
                 result = self.collection.execute(prep)
+                if prep.after is not None and result.status < 300:  # created, then it fails
+                    result = _error_result(prep.op, prep.after.error())
             state.tally(result.status)
             statuses[item["id"]] = result.status
             responses.append(_batch_response(item["id"], result))
         state.batch_rng.shuffle(responses)
         if any(p.drop_after for p in prepared):
             return None
+        whole = next(
+            (p.after for p in prepared if p.after and p.after.action == "created_batch"), None
+        )
+        if whole is not None:  # every item was handled; the gateway's answer to the call is lost
+            return _http_response(_error_result(envelope, whole.error()), request_id, crid)
         return _http_response(_Result(200, {"responses": responses}), request_id, crid)

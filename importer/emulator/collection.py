@@ -53,6 +53,8 @@ class _Admission:
             return _Prepared(op, drop=True)
         if fault.action == "created_drop":
             return _Prepared(op, drop_after=True)
+        if fault.action in ("created", "created_batch"):
+            return _Prepared(op, after=fault)
         return _Prepared(op, _error_result(op, fault.error()))
 
 

@@ -16,7 +16,21 @@ COLLECTION: Final = "deviceConfigurationsAllManagedDeviceCertificateStates"
 COLLECTION_PATH: Final = f"/deviceManagement/{COLLECTION}"
 """Path of the emulated collection, relative to the Graph version root (``/beta``)."""
 
-FAULT_KINDS: Final = frozenset({"503", "504", "drop", "created_drop"})
+# 503, 504: refused, nothing created; drop: connection dropped before any work; created_*: the
+# object is created, then the answer is lost (created_drop), or is a 500, 502 or 504, or (as a
+# $batch item) the whole $batch call is answered 504.
+FAULT_KINDS: Final = frozenset(
+    {
+        "503",
+        "504",
+        "drop",
+        "created_drop",
+        "created_500",
+        "created_502",
+        "created_504",
+        "created_batch_504",
+    }
+)
 REVOKE_STATUSES: Final = frozenset({"none", "pending", "issued", "failed", "revoked"})
 MAX_BATCH_REQUESTS: Final = 20
 MAX_PAGE_SIZE: Final = 999

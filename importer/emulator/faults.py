@@ -46,7 +46,19 @@ _RANDOM_FAULTS: Final[dict[str, _Fault]] = {
     "504": _Fault(504, message="Injected fault: gateway timeout."),
     "drop": _Fault(action="drop"),
     "created_drop": _Fault(action="created_drop"),
+    "created_500": _Fault(500, message="Injected fault after commit.", action="created"),
+    "created_502": _Fault(502, message="Injected fault after commit.", action="created"),
+    "created_504": _Fault(504, message="Injected fault after commit.", action="created"),
+    "created_batch_504": _Fault(
+        504, message="Injected fault after commit.", action="created_batch"
+    ),
 }
+# Script actions: a dropped connection, or one of the commit-then-fail faults by name.
+_SCRIPT_ACTIONS: Final = (
+    "drop",
+    "created_drop",
+    *(k for k in _RANDOM_FAULTS if k.startswith("created_") and k != "created_drop"),
+)
 
 
 def _script_status_and_action(entry: dict[str, Any]) -> tuple[int | None, str | None]:
@@ -54,8 +66,10 @@ def _script_status_and_action(entry: dict[str, Any]) -> tuple[int | None, str | 
     action = entry.get("action")
     if (status is None) == (action is None):
         raise ValueError(f"a script entry needs exactly one of 'status' or 'action': {entry!r}")
-    if action is not None and action not in ("drop", "created_drop"):
-        raise ValueError(f"script action must be 'drop' or 'created_drop', got {action!r}")
+    if action is not None and action not in _SCRIPT_ACTIONS:
+        raise ValueError(
+            f"script action must be one of {', '.join(_SCRIPT_ACTIONS)}, got {action!r}"
+        )
     if status is not None and (not _is_int(status) or not 400 <= status <= 599):
         raise ValueError(f"script status must be an integer 400-599, got {status!r}")
     return status, action
@@ -84,13 +98,16 @@ def _parse_script_entry(entry: Any) -> _ScriptEntry:
         retry_after = None if value is None else str(value)
     else:
         retry_after = _DEFAULT_RETRY_AFTER.get(status) if status is not None else None
-    fault = _Fault(
-        status=status or 0,
-        code=entry.get("code"),
-        message=entry.get("message"),
-        retry_after=retry_after,
-        action=action,
-    )
+    if action is not None and action.startswith("created_") and action != "created_drop":
+        fault = _RANDOM_FAULTS[action]
+    else:
+        fault = _Fault(
+            status=status or 0,
+            code=entry.get("code"),
+            message=entry.get("message"),
+            retry_after=retry_after,
+            action=action,
+        )
     return _ScriptEntry(fault, thumbprint.lower() if thumbprint else None, times)
 
 

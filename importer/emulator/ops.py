@@ -69,6 +69,7 @@ class _Prepared:
     early: _Result | None = None
     drop: bool = False
     drop_after: bool = False
+    after: Any = None  # a commit-then-fail fault: its error answers once the object exists
 
 
 def _guid(rng: random.Random) -> str:

@@ -23,7 +23,7 @@ from .bodies import _decode_json_body, _GraphError
 from .collection import _Admission, _Collection
 from .config import EmulatorConfig, _loopback_address
 from .identity import _Identity
-from .ops import _guid, _http_response, _Op, _route
+from .ops import _error_result, _guid, _http_response, _Op, _route
 from .state import _State
 
 
@@ -226,6 +226,8 @@ class GraphEmulator:
         if prepared.drop:
             return None
         result = self._collection.execute(prepared)
+        if prepared.after is not None and result.status < 300:  # created, then the answer fails
+            result = _error_result(op, prepared.after.error())
         state.tally(result.status)
         if prepared.drop_after:
             return None

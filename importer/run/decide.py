@@ -3,8 +3,9 @@
 For each valid row the journal's entry for its key decides: none → create; in doubt (a send
 whose answer was lost, or a crash mid-send) → reconcile (look it up in Graph first); created
 with the same body → ``skipped``; created with another body → ``changed`` (an update, a PATCH
-of the known id, with ``update``); anything else (failed, unknown, rejected) → create. Invalid
-rows are ``rejected`` with every problem of the row.
+of the known id, with ``update``); refused by Graph (a 4xx) with the same body → ``rejected``
+again without a request (unless ``resend_rejected``); anything else (failed, unknown, refused
+with another body) → create. Invalid rows are ``rejected`` with every problem of the row.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ import numpy as np
 from importer.input.mapping import body_hashes
 from importer.input.schema import ValidatedChunk
 from importer.model import DEVICE, THUMBPRINT
-from importer.outcome import CHANGED, CREATED, REJECTED, SKIPPED, UPDATED, Outcome
+from importer.outcome import (
+    CHANGED,
+    CREATED,
+    REJECTED,
+    SKIPPED,
+    UPDATED,
+    Outcome,
+    parse_journal_error,
+)
 from importer.run.journal import Entry, row_key
 
 JobKind = Literal["create", "update", "reconcile"]
@@ -80,8 +89,25 @@ def rejection(vc: ValidatedChunk, pos: int) -> Outcome:
     return Outcome(REJECTED, error_code="InvalidRow", error_message=message)
 
 
+def refused_again(entry: Entry) -> Outcome:
+    """A row Graph refused (4xx) last time with the same body: rejected again, not sent."""
+    code, message = parse_journal_error(entry.last_error)
+    since = entry.updated_at[:10] or "an earlier run"
+    return Outcome(
+        REJECTED,
+        error_code=code or "Refused",
+        error_message=f"{message} (Graph refused this row unchanged since {since}; not sent "
+        "again: fix the row, or pass --resend-rejected if Graph's side changed)",
+    )
+
+
 def decide(
-    vc: ValidatedChunk, keys: RowKeys, entries: dict[str, Entry], *, update: bool
+    vc: ValidatedChunk,
+    keys: RowKeys,
+    entries: dict[str, Entry],
+    *,
+    update: bool,
+    resend_rejected: bool = False,
 ) -> tuple[Slice, list[Job]]:
     """The chunk's settled outcomes (rejected, skipped, changed) and the jobs for the rest.
 
@@ -101,6 +127,8 @@ def decide(
         elif entry.in_doubt:
             job.kind = "reconcile"
             jobs.append(job)
+        elif entry.status == REJECTED and entry.refused_hash == body_hash and not resend_rejected:
+            slot.outcomes[pos] = refused_again(entry)
         elif entry.status in (CREATED, UPDATED):
             if entry.body_hash == body_hash:
                 slot.outcomes[pos] = Outcome(SKIPPED, id=entry.graph_id)

@@ -44,7 +44,7 @@ from typing import IO, Any, NamedTuple, TypeVar, cast
 import orjson
 
 from importer.errors import JournalError, LockHeld, UsageError
-from importer.outcome import CREATED, UNKNOWN, UPDATED
+from importer.outcome import CREATED, REJECTED, UNKNOWN, UPDATED
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS rows (
     intent_hash INTEGER,
     intent_at TEXT,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    refused_hash INTEGER
 );
 CREATE INDEX IF NOT EXISTS rows_intent ON rows (intent_run) WHERE intent_run IS NOT NULL;
 CREATE TABLE IF NOT EXISTS runs (
@@ -102,6 +103,17 @@ def _translated(method: _M) -> _M:
             raise JournalError(self.path, exc) from exc
 
     return cast(_M, call)
+
+
+# Columns added after the first release, with their definitions: an older journal gets them.
+_ADDED_COLUMNS = {"refused_hash": "INTEGER"}  # the body Graph refused (4xx), last time
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    have = {row[1] for row in db.execute("PRAGMA table_info(rows)")}
+    for name, definition in _ADDED_COLUMNS.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE rows ADD COLUMN {name} {definition}")
 
 
 def default_state_dir() -> Path:
@@ -181,6 +193,9 @@ class Entry:
     graph_id: str
     attempts: int
     intent_run: str | None
+    refused_hash: int | None = None  # the body Graph refused with a 4xx, if it did last time
+    last_error: str = ""
+    updated_at: str = ""
 
     @property
     def in_doubt(self) -> bool:
@@ -303,10 +318,11 @@ class Journal:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=10000")
             db.executescript(SCHEMA)
+            _add_missing_columns(db)
         except sqlite3.DatabaseError as exc:
             raise UsageError(
                 f"journal {self.path} cannot be opened: {exc}; move it aside to start afresh"
-            ) from None
+            ) from exc
         for suffix in ("-wal", "-shm"):
             side = self.path.with_name(self.path.name + suffix)
             if side.exists():
@@ -365,12 +381,12 @@ class Journal:
         step = 20_000
         for start in range(0, len(keys), step):
             cursor = reader.execute(
-                "SELECT key, body_hash, status, graph_id, attempts, intent_run FROM rows "
-                "WHERE key IN (SELECT value FROM json_each(?))",
+                "SELECT key, body_hash, status, graph_id, attempts, intent_run, refused_hash, "
+                "last_error, updated_at FROM rows WHERE key IN (SELECT value FROM json_each(?))",
                 (_json(keys[start : start + step]),),
             )
-            for key, body_hash, status, graph_id, attempts, intent in cursor:
-                found[key] = Entry(key, body_hash, status, graph_id, attempts, intent)
+            for values in cursor:
+                found[values[0]] = Entry(*values)
         return found
 
     @_translated
@@ -476,10 +492,13 @@ class Journal:
         self._write_rows(
             self._outcomes,
             "INSERT INTO rows (key, thumbprint, device, body_hash, status, graph_id, "
-            "attempts, last_error, run_id, created_at, updated_at) "
+            "attempts, last_error, run_id, created_at, updated_at, refused_hash) "
             "SELECT column1, column2, column3, column4, column5, column6, column7, "
-            "column8, ?1, ?2, ?2 FROM ({}) WHERE true "
+            f"column8, ?1, ?2, ?2, CASE WHEN column5 = '{REJECTED}' THEN column4 END "
+            "FROM ({}) WHERE true "
             "ON CONFLICT(key) DO UPDATE SET "
+            f"refused_hash = CASE WHEN excluded.status = '{REJECTED}' "
+            "  THEN excluded.body_hash END, "
             f"body_hash = CASE WHEN excluded.status IN ({_DONE_SQL}) "
             "  THEN excluded.body_hash ELSE rows.body_hash END, "
             f"status = CASE WHEN rows.status IN ({_DONE_SQL}) "

@@ -498,7 +498,13 @@ class Runner:
         """:func:`decide` for one chunk, with the journal's entries for its rows."""
         keys = row_keys(vc)
         entries = self.journal.lookup(keys.keys) if self.journal is not None else {}
-        return decide(vc, keys, entries, update=self.settings.update)
+        return decide(
+            vc,
+            keys,
+            entries,
+            update=self.settings.update,
+            resend_rejected=self.settings.resend_rejected,
+        )
 
     async def _send(
         self,

@@ -1,20 +1,28 @@
 """What every answer from Graph means: the one table the client decides by.
 
-Verdicts for a create (POST, alone or as a ``$batch`` item):
+What may be sent again is decided here, once (see ``../shared/GRAPH.md``, "Which failed writes
+may be sent again blindly"). A POST (a create, alone or as a ``$batch`` item, or a whole
+``$batch`` call) may be re-sent only when Graph refused it before any work: 429, 503, or a
+connection that could not be opened. Anything else that is not a clear answer is *ambiguous*:
+a 500, 502, 504 or other 5xx (a gateway gave up on a backend that may well have committed), a
+timeout, a connection dropped after the request was sent. An ambiguous create is ``unknown``,
+and the pipeline looks its key up in Graph before anything is posted again. A PATCH of a known
+id and a GET are idempotent: every 5xx and every transport failure may be sent again.
+
+Verdicts for a create:
     201 with an id               created
     2xx without an id            unknown: the object may exist
-    429, 503, 504, 509           retried after Retry-After, else exponential backoff with jitter
+    429, 503                     retried after Retry-After, else exponential backoff with jitter
     connection not established   retried (the request was never sent)
     401                          token renewed once, then retried; a second 401 aborts the run
     403, 404 on the collection   the run is aborted: every row would fail the same way
     other 4xx                    the row is rejected with Graph's error code and message
     other 5xx, timeout, dropped  unknown: the POST may have been committed, so it is not re-sent
 
-An update (PATCH of a known id) is ``done`` on 200 or 204 and ``rejected`` on 404 (the object
-is gone), and only 403 aborts. A lookup (GET) is ``done`` on 200 with its payload; 403 and 404
+An update (PATCH of a known id) is ``done`` on 2xx and ``rejected`` on 404 (the object is
+gone), and only 403 aborts. A lookup (GET) is ``done`` on 2xx with its payload; 403 and 404
 do not abort (the lookup is then unavailable). A ``$batch`` call is answered 200 with one
 answer per item (each classified as a create); any other answer to the call is every item's.
-Everything else as for a create.
 """
 
 from __future__ import annotations
@@ -24,11 +32,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import aiohttp
+
 from importer.outcome import CREATED, FAILED, REJECTED, UNKNOWN, UPDATED, Outcome
 from importer.send.retry import parse_retry_after
 
 Operation = Literal["create", "batch", "update", "lookup"]
-RETRYABLE_STATUSES = frozenset({429, 503, 504, 509})
+# Refused before any work: safe to send again, whatever the method.
+REFUSED_STATUSES = frozenset({429, 503})
+IDEMPOTENT: frozenset[Operation] = frozenset({"update", "lookup"})
 ABORT_STATUSES: dict[Operation, frozenset[int]] = {
     "create": frozenset({403, 404}),  # on the collection: wrong target, or no permission
     "batch": frozenset({403, 404}),  # the $batch call itself, as a create
@@ -96,7 +108,7 @@ def classify(
             request_id=request_id,
         )
     code, message = error_fields(status, payload, text)
-    if status in RETRYABLE_STATUSES:
+    if status in REFUSED_STATUSES or (status >= 500 and operation in IDEMPOTENT):
         retry_after = parse_retry_after(headers.get("Retry-After"))
         return Classified(
             Verdict.RETRY,
@@ -133,6 +145,25 @@ def _success(
         error_message=f"HTTP {status} without an id in the body: the object may exist",
         request_id=request_id,
     )
+
+
+def transport_failure(
+    exc: BaseException, operation: Operation, client_request_id: str
+) -> Classified:
+    """The verdict on a request that got no HTTP answer (aiohttp's exceptions and timeouts).
+
+    A connection that was never established cannot have carried the request: retried. Any other
+    failure (a read timeout, a dropped or reset connection, a broken answer) came after the
+    request may have been sent: ambiguous for a create, retried for an idempotent operation.
+    """
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return connection_failed(str(exc), client_request_id)
+    kind = "Timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+    if operation in IDEMPOTENT:
+        return Classified(
+            Verdict.RETRY, None, None, kind, str(exc) or kind, client_request_id=client_request_id
+        )
+    return no_answer(kind, str(exc))
 
 
 def connection_failed(message: str, client_request_id: str) -> Classified:
@@ -202,7 +233,8 @@ def gave_up(result: Classified, attempts: int) -> Outcome:
 
 __all__ = [
     "ABORT_STATUSES",
-    "RETRYABLE_STATUSES",
+    "IDEMPOTENT",
+    "REFUSED_STATUSES",
     "Classified",
     "Operation",
     "Verdict",
@@ -213,4 +245,5 @@ __all__ = [
     "missing_batch_item",
     "no_answer",
     "outcome_of",
+    "transport_failure",
 ]

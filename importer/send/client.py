@@ -37,11 +37,10 @@ from importer.send.classify import (
     Operation,
     Verdict,
     classify,
-    connection_failed,
     gave_up,
     missing_batch_item,
-    no_answer,
     outcome_of,
+    transport_failure,
 )
 from importer.send.pacing import Pacer
 from importer.send.retry import RetryPolicy
@@ -170,7 +169,7 @@ class GraphClient:
             self._session = None
 
     async def _exchange(
-        self, url: str, data: bytes | None, token: str, method: str = "POST"
+        self, url: str, data: bytes | None, token: str, method: str, operation: Operation
     ) -> _Answer | Classified:
         """Send one request; an answer, or the verdict on a transport failure."""
         assert self._session is not None, "use GraphClient as an async context manager"
@@ -196,24 +195,20 @@ class GraphClient:
                 return _Answer(response.status, response.headers, payload, text)
         except aiohttp.ClientSSLError as exc:
             raise RunAborted(f"TLS failure talking to {url}: {exc}") from exc
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            log.info(
-                "connection failed (client-request-id %s): %s",
-                client_request_id,
-                exc,
-                extra={"event": "connection_failed", "client_request_id": client_request_id},
-            )
-            return connection_failed(str(exc), client_request_id)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            kind = "Timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+            result = transport_failure(exc, operation, client_request_id)
+            never_sent = result.error_code == "ConnectionFailed"
             log.info(
-                "no answer to %s (client-request-id %s): %s",
-                method,
+                "%s (client-request-id %s): %s",
+                "connection failed" if never_sent else f"no answer to {method}",
                 client_request_id,
-                kind,
-                extra={"event": "no_answer", "client_request_id": client_request_id},
+                exc if never_sent else result.error_code,
+                extra={
+                    "event": "connection_failed" if never_sent else "no_answer",
+                    "client_request_id": client_request_id,
+                },
             )
-            return no_answer(kind, str(exc))
+            return result
 
     async def _call(
         self, url: str, data: bytes | None, method: str, operation: Operation, object_id: str = ""
@@ -224,12 +219,12 @@ class GraphClient:
         if token is not self._last_token:  # a new token: mask it in every log from now on
             register_secret(token)
             self._last_token = token
-        answer = await self._exchange(url, data, token, method)
+        answer = await self._exchange(url, data, token, method, operation)
         if isinstance(answer, _Answer) and answer.status == 401:
             self.stats.token_refreshes += 1
             token = await self.tokens.refresh(token)
             register_secret(token)
-            answer = await self._exchange(url, data, token, method)
+            answer = await self._exchange(url, data, token, method, operation)
         if not isinstance(answer, _Answer):
             return answer
         result = classify(

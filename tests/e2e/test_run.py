@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sqlite3
@@ -76,6 +77,13 @@ def test_400_rejects_one_row_and_the_run_continues_then_failed_csv_reimports(gra
     assert len(failed) == 1 and failed[0]["certificateThumbprint"] == thumb(3)
     assert failed[0]["import_error"].startswith("rejected: BadRequest")
     assert f"certimport run {out / 'failed.csv'}" in stderr
+    # the operator fixes the refused row in failed.csv and feeds it back (an unchanged row Graph
+    # refused is not sent again: see test_a_row_graph_refused_is_not_sent_again_unchanged)
+    failed[0]["certificateSubjectName"] = "CN=fixed"
+    with (out / "failed.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(failed[0]))
+        writer.writeheader()
+        writer.writerows(failed)
     code, _, stderr = invoke("run", str(out / "failed.csv"), "--out", str(tmp_path / "second"))
     assert code == 0, stderr
     assert sorted(r["certificateThumbprint"] for r in graph.records()) == [

@@ -674,6 +674,42 @@ async def test_drops_inside_a_batch_drop_the_whole_connection(
     assert len(emulator.records) == 2, "every item is processed before the drop"
 
 
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_created_then_failed_creates_the_object_and_answers_the_error(
+    emulator: GraphEmulator, session: aiohttp.ClientSession, status: int
+) -> None:
+    emulator.script([{"action": f"created_{status}"}])
+    answer, body = await create(session, emulator, cert())
+    assert answer == status
+    assert body["error"]["code"]
+    assert [r["certificateThumbprint"] for r in emulator.records.values()] == [THUMB_A]
+
+
+async def test_created_then_failed_inside_a_batch_fails_the_item_or_the_whole_call(
+    emulator: GraphEmulator, session: aiohttp.ClientSession
+) -> None:
+    items = [create_item("1", THUMB_A), create_item("2", THUMB_B)]
+    emulator.script([{"action": "created_502", "thumbprint": THUMB_B}])
+    status, body = await batch(session, emulator, items)
+    assert status == 200
+    assert {r["id"]: r["status"] for r in body["responses"]} == {"1": 201, "2": 502}
+    assert len(emulator.records) == 2, "the failed item was created too"
+    emulator.reset()
+    emulator.script([{"action": "created_batch_504", "thumbprint": THUMB_A}])
+    status, body = await batch(session, emulator, items)
+    assert status == 504 and body["error"]["code"]
+    assert len(emulator.records) == 2, "every item was created before the call failed"
+
+
+async def test_commit_then_fail_faults_come_at_random_with_a_seed_too(
+    emulator: GraphEmulator, session: aiohttp.ClientSession
+) -> None:
+    emulator.configure({"seed": 3, "fault_rate": 1.0, "faults": ["created_504"]})
+    statuses = [(await create(session, emulator, cert(f"{n:040X}")))[0] for n in range(5)]
+    assert statuses == [504] * 5
+    assert len(emulator.records) == 5
+
+
 async def run_random_faults(emulator: GraphEmulator, session: aiohttp.ClientSession) -> list[Any]:
     outcomes: list[Any] = []
     for _ in range(20):

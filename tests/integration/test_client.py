@@ -68,13 +68,24 @@ async def test_zero_or_unreadable_retry_after_backs_off_instead_of_spinning(
 
 
 async def test_503_then_201_is_retried(emulator, clock):
-    emulator.script([{"status": 503}, {"status": 504, "retry_after": None}])
+    emulator.script([{"status": 503}, {"status": 429, "retry_after": None}])
     async with make_client(emulator, clock) as client:
         outcome = await client.create(body())
     assert outcome.status == CREATED
     assert outcome.attempts == 3
     assert clock.sleeps[0] >= 1.0  # the 503 carried Retry-After: 1
     assert clock.sleeps[1] > 0
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_a_create_answered_5xx_is_unknown_and_not_sent_again(emulator, clock, status):
+    # the backend may have committed it: the pipeline looks it up before anything is re-posted
+    emulator.script([{"action": f"created_{status}"}])
+    async with make_client(emulator, clock) as client:
+        outcome = await client.create(body())
+    assert (outcome.status, outcome.http_status, outcome.attempts) == ("unknown", status, 1)
+    assert len(emulator.records) == 1
+    assert emulator.stats["posts"] == 1
 
 
 async def test_retries_exhausted_is_failed_with_last_error(emulator, clock):
@@ -172,7 +183,7 @@ async def test_managed_identity_token_from_emulator_and_401_refreshes_once(
         (201, {}, {"id": "x"}, Verdict.CREATED),
         (201, {}, {}, Verdict.UNKNOWN),
         (429, {"Retry-After": "2"}, None, Verdict.RETRY),
-        (509, {}, None, Verdict.RETRY),
+        (509, {}, None, Verdict.UNKNOWN),  # not a refusal before work: ambiguous for a POST
         (401, {}, None, Verdict.REAUTH),
         (403, {}, None, Verdict.ABORT),
         (404, {}, None, Verdict.ABORT),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from importer.outcome import CREATED, FAILED, REJECTED, UNKNOWN, UPDATED
@@ -13,6 +14,7 @@ from importer.send.classify import (
     missing_batch_item,
     no_answer,
     outcome_of,
+    transport_failure,
 )
 
 ERROR = {"error": {"code": "Code", "message": "said no"}}
@@ -32,11 +34,15 @@ V = Verdict
         (404, ERROR, V.ABORT, V.ABORT, V.REJECTED, V.REJECTED),
         (409, ERROR, V.REJECTED, V.REJECTED, V.REJECTED, V.REJECTED),
         (429, ERROR, V.RETRY, V.RETRY, V.RETRY, V.RETRY),
-        (500, ERROR, V.UNKNOWN, V.UNKNOWN, V.UNKNOWN, V.UNKNOWN),
-        (502, ERROR, V.UNKNOWN, V.UNKNOWN, V.UNKNOWN, V.UNKNOWN),
+        # refused before any work: sent again, whatever the method
         (503, ERROR, V.RETRY, V.RETRY, V.RETRY, V.RETRY),
-        (504, ERROR, V.RETRY, V.RETRY, V.RETRY, V.RETRY),
-        (509, ERROR, V.RETRY, V.RETRY, V.RETRY, V.RETRY),
+        # ambiguous for a POST (the backend may have committed): looked up, never re-sent
+        # blindly; a PATCH by id and a GET are idempotent and go again
+        (500, ERROR, V.UNKNOWN, V.UNKNOWN, V.RETRY, V.RETRY),
+        (502, ERROR, V.UNKNOWN, V.UNKNOWN, V.RETRY, V.RETRY),
+        (504, ERROR, V.UNKNOWN, V.UNKNOWN, V.RETRY, V.RETRY),
+        (507, ERROR, V.UNKNOWN, V.UNKNOWN, V.RETRY, V.RETRY),
+        (509, ERROR, V.UNKNOWN, V.UNKNOWN, V.RETRY, V.RETRY),
     ],
 )
 def test_every_status_for_every_operation(status, payload, create, batch, update, lookup):
@@ -92,3 +98,49 @@ def test_outcomes_of_final_verdicts():
     failed = gave_up(classify(503, {}, ERROR), 8)
     assert (failed.status, failed.attempts) == (FAILED, 8)
     assert failed.error_message.startswith("gave up after 8 attempt(s)")
+
+
+class _Key:
+    ssl = False
+    host = "graph.example"
+    port = 443
+
+
+CONNECTOR = aiohttp.ClientConnectorError(_Key(), OSError(111, "Connection refused"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("exc", "create", "idempotent", "code"),
+    [
+        (CONNECTOR, V.RETRY, V.RETRY, "ConnectionFailed"),
+        (aiohttp.ConnectionTimeoutError("connect"), V.RETRY, V.RETRY, "ConnectionFailed"),
+        (aiohttp.SocketTimeoutError("read"), V.UNKNOWN, V.RETRY, "Timeout"),
+        (TimeoutError(), V.UNKNOWN, V.RETRY, "Timeout"),
+        (aiohttp.ServerDisconnectedError(), V.UNKNOWN, V.RETRY, "ServerDisconnectedError"),
+        (aiohttp.ClientOSError(104, "reset"), V.UNKNOWN, V.RETRY, "ClientOSError"),
+        (aiohttp.ClientPayloadError("cut"), V.UNKNOWN, V.RETRY, "ClientPayloadError"),
+    ],
+    ids=[
+        "refused",
+        "connect-timeout",
+        "read-timeout",
+        "timeout",
+        "disconnected",
+        "reset",
+        "payload",
+    ],
+)
+def test_every_transport_failure(exc, create, idempotent, code):
+    for operation in ("create", "batch"):
+        result = transport_failure(exc, operation, "c-1")
+        assert (result.verdict, result.error_code) == (create, code), operation
+    for operation in ("update", "lookup"):
+        assert transport_failure(exc, operation, "c-1").verdict is idempotent, operation
+
+
+def test_a_batch_item_is_classified_as_a_create():
+    assert classify(504, {}, ERROR, operation="create").verdict is V.UNKNOWN
+    assert classify(429, {"Retry-After": "3"}, ERROR, operation="create").retry_after == 3.0
+    whole = classify(200, {}, {"responses": []}, operation="batch")
+    assert whole.verdict is V.CREATED and whole.payload == {"responses": []}
+    assert classify(202, {}, None, operation="batch").verdict is V.UNKNOWN
