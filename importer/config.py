@@ -92,6 +92,9 @@ class Settings:
     batch: int = 1
     max_attempts: int = 8
     retry_deadline: float = 600.0
+    max_retry_after: float = 300.0  # a longer Retry-After ends that row's retries
+    breaker_requests: int = 50  # consecutive target failures (no answer, 5xx) that stop a run
+    breaker_seconds: float = 300.0  # ... or this long with nothing but target failures
     request_timeout: float = 60.0
     chunk_size: int = 50_000
     timezone: str = "UTC"
@@ -147,6 +150,9 @@ _KEYS: dict[str, tuple[str, type]] = {
     "batch": ("run", int),
     "max_attempts": ("run", int),
     "retry_deadline": ("run", float),
+    "max_retry_after": ("run", float),
+    "breaker_requests": ("run", int),
+    "breaker_seconds": ("run", float),
     "request_timeout": ("run", float),
     "chunk_size": ("run", int),
     "out_dir": ("run", str),
@@ -332,6 +338,7 @@ def _check(values: dict[str, Any], problems: list[str]) -> None:
         ("max_attempts", 1, 1000),
         ("batch", 1, 20),
         ("chunk_size", 100, 10_000_000),
+        ("breaker_requests", 1, 1_000_000),
     ):
         if key in values and not low <= values[key] <= high:
             problems.append(f"{key} must be between {low} and {high}, got {values[key]}")
@@ -347,7 +354,7 @@ def _check(values: dict[str, Any], problems: list[str]) -> None:
         problems.append(f"shrink_guard must be between 0 and 1, got {values['shrink_guard']}")
     if values.get("reconcile_delay", 0) < 0:
         problems.append("reconcile_delay must not be negative")
-    for key in ("retry_deadline", "request_timeout"):
+    for key in ("retry_deadline", "request_timeout", "max_retry_after", "breaker_seconds"):
         if key in values and not values[key] > 0:
             problems.append(f"{key} must be a positive number of seconds, got {values[key]}")
     _check_input(values, problems)

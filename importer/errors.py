@@ -101,4 +101,8 @@ class JournalError(UsageError):
 
     def __init__(self, path: object, exc: BaseException) -> None:
         self.path = path
-        super().__init__(f"the journal failed: {path}: {exc}")
+        super().__init__(
+            f"the journal failed: {path}: {exc}. Nothing more was sent. If the file is damaged, "
+            "restore a backup of it; moving it aside starts afresh, and the next run then "
+            "posts every row again (Graph would hold a duplicate of every row already created)"
+        )

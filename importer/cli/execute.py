@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from importer.cli.console import Console
 from importer.cli.options import check_inputs
-from importer.cli.stdin import LABEL, STDIN, SpooledStdin
+from importer.cli.stdin import LABEL, STDIN, SpooledStdin, refuse_special
 
 if TYPE_CHECKING:
     from importer.reports.summary import Mode, RunSummary
@@ -58,6 +58,7 @@ def arrow_memory_pool() -> None:
 def readable(console: Console, path: str) -> Any:
     """``path``, or for ``-`` a private copy of standard input, named ``<stdin>`` meanwhile."""
     if path != STDIN:
+        console.guard(lambda: refuse_special(path))
         yield path, ""
         return
     spool = console.guard(SpooledStdin().__enter__)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -19,6 +20,24 @@ from importer.errors import UsageError
 
 STDIN = "-"
 LABEL = "<stdin>"
+
+
+def refuse_special(path: str) -> None:
+    """Refuse a named pipe, device or socket as the input, before anything opens it (an open
+    of a pipe without a writer would wait forever): a run reads its input twice."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or unreadable: the reader says so, with the reason
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = (
+        "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    )
+    raise UsageError(
+        f"{path} is {kind}, not a regular file: a run reads its input twice; "
+        f"feed it through standard input instead (certimport run - < {path})"
+    )
 
 
 class SpooledStdin:
@@ -68,4 +87,4 @@ class SpooledStdin:
         return f"SpooledStdin(path={self.path!r})"
 
 
-__all__ = ["LABEL", "STDIN", "SpooledStdin"]
+__all__ = ["LABEL", "STDIN", "SpooledStdin", "refuse_special"]

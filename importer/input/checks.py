@@ -47,6 +47,11 @@ _SENTINELS = [BAD_STATUS, rules.BAD_EKU, rules.DOTNET_TYPE]
 INTEGER = r"[+-]?\d{1,12}"
 
 
+# A date normalised to UTC outside years 0001-9999 (a 5-digit or year-0 stamp): Graph refuses it.
+OUT_OF_RANGE = r"^(?:0000-|\d{5,}-|-)"
+UNSET_DATE = "0001-01-01T00:00:00Z"  # DateTimeOffset.MinValue: what Graph shows for "no date"
+
+
 def _not_empty(s: pd.Series) -> pd.Series:
     return s != ""
 
@@ -160,29 +165,39 @@ def build_checks(
         ),
     )
     for col in DATE_PROPERTIES:
-        add(col, Check(dates.unreadable(), lambda s: s != BAD_FORMAT))
-        add(
-            col,
-            Check(
-                "is not ISO 8601 and its day and month order is unknown: pass --dayfirst "
-                "or --monthfirst, or --date-format",
-                lambda s: s != BAD_ORDER,
-            ),
-        )
-        add(
-            col,
-            Check(
-                f"does not exist or is ambiguous as a local time in {timezone} "
-                "(clock change); give the offset explicitly",
-                lambda s: s != BAD_LOCAL,
-            ),
-        )
+        for check in _date_checks(timezone, dates):
+            add(col, check)
     for col in columns:
         if col in (EXTENDED_KEY_USAGES, REVOKE_STATUS):  # their sentinels have their own check
             checks[col].append(Check("contains a control character", _no_control_but_sentinels))
         elif col not in DATE_PROPERTIES:
             checks[col].append(Check("contains a control character", _no_control))
     return checks
+
+
+def _date_checks(timezone: str, dates: DateOptions) -> list[Check]:
+    """The checks of a date column, on cells already parsed and rewritten in UTC."""
+    return [
+        Check(dates.unreadable(), lambda s: s != BAD_FORMAT),
+        Check(
+            "is not ISO 8601 and its day and month order is unknown: pass --dayfirst "
+            "or --monthfirst, or --date-format",
+            lambda s: s != BAD_ORDER,
+        ),
+        Check(
+            f"does not exist or is ambiguous as a local time in {timezone} "
+            "(clock change); give the offset explicitly",
+            lambda s: s != BAD_LOCAL,
+        ),
+        Check(
+            "falls outside Graph's range once in UTC (years 0001 to 9999)",
+            lambda s: ~s.str.match(OUT_OF_RANGE, na=False),
+        ),
+        Check(
+            f"is {UNSET_DATE[:10]}, Graph's value for no date, not a real one",
+            lambda s: s != UNSET_DATE,
+        ),
+    ]
 
 
 def strip_hex(s: pd.Series) -> pd.Series:

@@ -155,10 +155,17 @@ def utc_stamps(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     of_era = y - era * 400
     of_year = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
     days = era * 146097 + of_era * 365 + of_era // 4 - of_era // 100 + of_year - 719468
+    # 0001-01-01T00:00:00Z is Graph's "no date": it goes to the checks, which reject it
+    valid &= ~((year == 1) & (month == 1) & (day == 1) & (clock_of(hour, minute, second) == 0))
     plain[at] = valid
-    clock = hour * 3600 + minute * 60 + second
+    clock = clock_of(hour, minute, second)
     seconds[at] = np.where(valid, days.astype(np.int64) * 86400 + clock, 0)
     return plain, seconds
+
+
+def clock_of(hour: np.ndarray, minute: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Seconds since midnight."""
+    return np.asarray(hour * 3600 + minute * 60 + second)
 
 
 def replace_cells(s: pd.Series, positions: np.ndarray, cells: pd.Series) -> pd.Series:

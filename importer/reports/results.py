@@ -8,6 +8,7 @@ only (they hold user principal names).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 from collections.abc import Sequence
@@ -146,6 +147,7 @@ class ReportWriter:
 
     def __init__(self, out_dir: Path, input_header: Sequence[str]) -> None:
         self.out_dir = out_dir
+        self._made_dir = not out_dir.exists()  # discard() removes it again, if still empty
         make_private_dir(out_dir)
         # A re-fed failed.csv already has an import_error column: replace it, never stack them.
         self._keep = [
@@ -216,6 +218,10 @@ class ReportWriter:
         )
 
     def discard(self) -> None:
-        """Drop the partial files (the run failed before any outcome was known)."""
+        """Drop the partial files (the run failed before any outcome was known), and the
+        report directory when this writer made it and nothing else is in it."""
         self._results.discard()
         self._failed.discard()
+        if self._made_dir:
+            with contextlib.suppress(OSError):  # not empty: something else is kept there
+                self.out_dir.rmdir()

@@ -43,7 +43,7 @@ from typing import IO, Any, NamedTuple, TypeVar, cast
 
 import orjson
 
-from importer.errors import JournalError, LockHeld, UsageError
+from importer.errors import JournalError, LockHeld
 from importer.outcome import CREATED, REJECTED, UNKNOWN, UPDATED
 
 SCHEMA = """
@@ -320,9 +320,7 @@ class Journal:
             db.executescript(SCHEMA)
             _add_missing_columns(db)
         except sqlite3.DatabaseError as exc:
-            raise UsageError(
-                f"journal {self.path} cannot be opened: {exc}; move it aside to start afresh"
-            ) from exc
+            raise JournalError(self.path, exc) from exc
         for suffix in ("-wal", "-shm"):
             side = self.path.with_name(self.path.name + suffix)
             if side.exists():

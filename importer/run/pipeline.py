@@ -174,10 +174,18 @@ class Runner:
         return await loop.run_in_executor(self._executor, func, *args)
 
     def stop(self) -> None:
-        """Stop sending: in-flight requests finish, the rest are reported as not sent."""
+        """Stop sending: in-flight requests finish, the rest are reported as not sent. Asked
+        again (a second signal), stop now: requests in flight are abandoned and their rows
+        stay in doubt in the journal, for the next run to look up."""
         if not self.stopping:
             self.say("stopping: finishing requests in flight, then writing the reports")
-        self.stopping = True
+            self.stopping = True
+        elif self.pool is not None and not self.pool.abandoned:
+            self.say(
+                "stopping now: requests in flight are abandoned (the next run looks their "
+                "rows up); writing the reports"
+            )
+            self.pool.abandon()
 
     def _source(self) -> CsvSource:
         settings = self.settings

@@ -209,6 +209,10 @@ class SendPool:
         self.pending: deque[Slice] = deque()  # slices not yet reported, in input order
         self.upcoming: deque[list[Job]] = deque()  # groups of prepared rows, not yet queued
         self.next_slice: asyncio.Future[tuple[Slice, list[Job]] | None] | None = None
+        self.held: list[Job] = []  # the group waiting for its intents, not yet queued
+        self.in_flight: dict[int, Job] = {}  # id(job) -> job, for rows being sent now
+        self.tasks: list[asyncio.Task[None]] = []
+        self.abandoned = False
         self.row_debug = log.isEnabledFor(logging.DEBUG)
 
     def halted(self) -> bool:
@@ -225,17 +229,53 @@ class SendPool:
         try:
             try:
                 async with asyncio.TaskGroup() as group:
-                    for _ in range(self.settings.concurrency):
-                        group.create_task(self._worker())
-                    group.create_task(self._produce())
+                    self.tasks = [
+                        group.create_task(self._worker()) for _ in range(self.settings.concurrency)
+                    ]
+                    self.tasks.append(group.create_task(self._produce()))
             except BaseExceptionGroup as failures:  # a task failed: say why, not "a group"
                 raise first_failure(failures) from failures
+            if self.abandoned:
+                self._settle_abandoned()
             self._flush()
             self.writes.store()
         finally:
             # every queued write finishes, even when the run failed: the reports are only
             # discarded once nothing writes to them
             await self.writes.drain()
+
+    def abandon(self) -> None:
+        """Stop now (a second signal): requests in flight are abandoned, and their rows stay
+        in doubt in the journal (``unknown``: the next run looks them up); rows not sent yet
+        are reported not sent. The reports are still written for every row."""
+        if self.abandoned:
+            return
+        self.abandoned = True
+        for task in self.tasks:
+            task.cancel()
+        if self.next_slice is not None:
+            self.next_slice.cancel()
+
+    def _settle_abandoned(self) -> None:
+        abandoned = Outcome(
+            UNKNOWN,
+            error_code="Abandoned",
+            error_message="stopped while in flight (a second signal): it may exist in Graph; "
+            "the next run looks it up before sending it again",
+        )
+        for job in self.in_flight.values():
+            if job.slot.outcomes[job.pos] is None:
+                self._settle(job, abandoned)
+        self.in_flight.clear()
+        waiting = [*self.held, *(job for group in self.upcoming for job in group)]
+        while not self.queue.empty():
+            queued = self.queue.get_nowait()
+            if queued is not None:
+                waiting.append(queued)
+        unsettled = [job for job in waiting if job.slot.outcomes[job.pos] is None]
+        self._unsent(unsettled, intended=True)
+        self.upcoming.clear()
+        self.held = []
 
     # -- settling ----------------------------------------------------------------------------
 
@@ -315,6 +355,13 @@ class SendPool:
         if self.halted():
             self._unsent(jobs, intended=True)
             return
+        for job in jobs:
+            self.in_flight[id(job)] = job
+        await self._send(jobs)  # cancelled by a second signal: the rows stay in in_flight
+        for job in jobs:
+            self.in_flight.pop(id(job), None)
+
+    async def _send(self, jobs: list[Job]) -> None:
         try:
             if len(jobs) > 1:
                 outcomes = await self.client.create_batch([job.body for job in jobs])
@@ -383,6 +430,7 @@ class SendPool:
 
     async def _release(self, group: list[Job], intents: asyncio.Future[None] | None) -> None:
         """Queue a group once its intents are durable and the queue has room."""
+        self.held = group
         if intents is not None:
             await intents
         if self.halted():
@@ -393,6 +441,7 @@ class SendPool:
             await self.room.wait()
         for job in group:
             self.queue.put_nowait(job)
+        self.held = []
 
     async def _produce(self) -> None:
         # The next slice is prepared while this one is sent, and the intents of the next group

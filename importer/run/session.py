@@ -26,6 +26,7 @@ from importer.run.journal import Journal, default_state_dir
 from importer.run.monitor import RunMonitor
 from importer.run.pipeline import Runner, RunRequest
 from importer.send.auth import build_token_source
+from importer.send.breaker import CircuitBreaker
 from importer.send.client import ClientStats, GraphClient
 from importer.send.pacing import Pacer
 from importer.send.retry import RetryPolicy
@@ -61,7 +62,11 @@ def journal_for(settings: Settings, *, lock: bool) -> Journal:
 
 def retry_policy(settings: Settings) -> RetryPolicy:
     """The retry policy the settings ask for."""
-    return RetryPolicy(max_attempts=settings.max_attempts, deadline=settings.retry_deadline)
+    return RetryPolicy(
+        max_attempts=settings.max_attempts,
+        deadline=settings.retry_deadline,
+        max_retry_after=settings.max_retry_after,
+    )
 
 
 class Session:
@@ -136,7 +141,8 @@ class Session:
         if request.mode != "run":
             return await _with_signals(runner.stop, runner.execute())
         tokens = build_token_source(settings)
-        pacer, stats = Pacer(settings.rate_limit), ClientStats()
+        pacer = Pacer(settings.rate_limit, max_pause=settings.max_retry_after)
+        stats = ClientStats()
         self.monitor.attach(pacer=pacer, stats=stats)
         try:
             async with GraphClient(
@@ -144,10 +150,13 @@ class Session:
                 tokens,
                 policy=retry_policy(settings),
                 pacer=pacer,
-                read_pacer=Pacer(settings.read_rate_limit),
+                read_pacer=Pacer(settings.read_rate_limit, max_pause=settings.max_retry_after),
                 concurrency=settings.concurrency,
                 request_timeout=settings.request_timeout,
                 stats=stats,
+                breaker=CircuitBreaker(
+                    requests=settings.breaker_requests, seconds=settings.breaker_seconds
+                ),
             ) as client:
                 return await _with_signals(runner.stop, runner.execute(client))
         finally:

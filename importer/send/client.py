@@ -32,6 +32,7 @@ from importer.logs import register_secret
 from importer.model import COLLECTION_PATH
 from importer.outcome import Outcome
 from importer.send.auth import TokenSource
+from importer.send.breaker import CircuitBreaker
 from importer.send.classify import (
     Classified,
     Operation,
@@ -124,6 +125,7 @@ class GraphClient:
         concurrency: int = 4,
         request_timeout: float = 60.0,
         stats: ClientStats | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.collection_url = collection_url
         self.batch_url = collection_url.removesuffix(COLLECTION_PATH) + "/$batch"
@@ -134,6 +136,8 @@ class GraphClient:
         self.request_timeout = request_timeout
         self.read_pacer = read_pacer or Pacer(clock=self.policy.clock, sleep=self.policy.sleep)
         self.stats = stats or ClientStats()
+        # off unless given: tests and the benchmark drive failures on purpose
+        self.breaker = breaker or CircuitBreaker(requests=1 << 62, seconds=float("inf"))
         self._last_token: str | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ids = RequestIds()
@@ -226,10 +230,12 @@ class GraphClient:
             register_secret(token)
             answer = await self._exchange(url, data, token, method, operation)
         if not isinstance(answer, _Answer):
+            self.breaker.record(answer)
             return answer
         result = classify(
             answer.status, answer.headers, answer.payload, answer.text, operation, object_id
         )
+        self.breaker.record(result)
         if result.verdict is Verdict.REAUTH:
             raise AuthenticationFailed(
                 "Graph rejected a freshly obtained token "
@@ -298,28 +304,52 @@ class GraphClient:
         allows. Returns (last result, attempts, gave up).
 
         The first attempt goes without building a tenacity loop (the common case, no retry).
+        A Retry-After longer than ``max_retry_after``, or than what is left of the deadline,
+        ends the retries at once: no wait is longer than the policy allows.
         """
-        started = self.policy.clock()
+        policy = self.policy
+        started = policy.clock()
         result = await once(1)
         if result.verdict is not Verdict.RETRY:
             return result, 1, False
-        wait = self.policy.wait_for(1, result.retry_after)
-        if self.policy.max_attempts <= 1 or wait >= self.policy.deadline:
-            return result, 1, True
+        wait = policy.wait_for(1, result.retry_after)
+        if policy.max_attempts <= 1 or wait >= policy.deadline or self._too_long(result, started):
+            return self._beyond(result, started), 1, True
         _log_retry(result, wait, 2)
-        await self.policy.sleep(wait)
+        await policy.sleep(wait)
         attempts = 1
-        remaining = self.policy.deadline - (self.policy.clock() - started)
+        remaining = policy.deadline - (policy.clock() - started)
         try:
-            async for attempt in self._retrying(self.policy.max_attempts - 1, remaining):
+            async for attempt in self._retrying(policy.max_attempts - 1, remaining):
                 with attempt:
                     attempts += 1
                     result = await once(attempts)
                     if result.verdict is Verdict.RETRY:
+                        if self._too_long(result, started):
+                            return self._beyond(result, started), attempts, True
                         raise _Retryable(result)
         except _Retryable as exc:
             return exc.result, attempts, True
         return result, attempts, False
+
+    def _too_long(self, result: Classified, started: float) -> bool:
+        """Graph asks for a wait longer than ``max_retry_after`` or the deadline's rest."""
+        if not result.retry_after:
+            return False
+        left = self.policy.deadline - (self.policy.clock() - started)
+        return result.retry_after > min(self.policy.max_retry_after, left)
+
+    def _beyond(self, result: Classified, started: float) -> Classified:
+        """``result`` with the reason its retries end, when Graph asked for too long a wait."""
+        if not self._too_long(result, started):
+            return result
+        limit = (
+            f"max_retry_after ({self.policy.max_retry_after:g} s)"
+            if result.retry_after and result.retry_after > self.policy.max_retry_after
+            else "what is left of retry_deadline"
+        )
+        message = f"Graph asked to wait {result.retry_after:.0f} s, longer than {limit}"
+        return replace(result, error_message=message)
 
     async def create(self, body: Mapping[str, Any]) -> Outcome:
         """POST one body; returns its outcome (raises RunAborted when the run must stop)."""

@@ -62,8 +62,10 @@ class Pacer:
         sleep: Sleep = asyncio.sleep,
         floor: float = 0.1,
         decrease: float = 0.7,
+        max_pause: float = 300.0,
     ) -> None:
         self.limit = limit or RateLimit(0, 1.0)
+        self.max_pause = max_pause  # a longer Retry-After ends that row's retries instead
         # Aim 1% under the budget: arrival jitter at a sliding-window counter would otherwise
         # turn an exact-rate sender into one that is over the limit now and then.
         self.ceiling = self.limit.per_second * HEADROOM
@@ -80,7 +82,11 @@ class Pacer:
         self.throttle_events = 0
 
     def pause(self, seconds: float) -> None:
-        """Hold every worker back for ``seconds`` from now (extends, never shortens)."""
+        """Hold every worker back for ``seconds`` from now (extends, never shortens). A wait
+        longer than ``max_pause`` is not taken at all: the row that was told so gives up, and
+        the others go on (pausing every worker for it would stall the run as surely)."""
+        if seconds > self.max_pause:
+            return
         until = self._clock() + seconds
         if until > self._until:
             self._until = until

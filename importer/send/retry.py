@@ -46,6 +46,7 @@ class RetryPolicy:
 
     max_attempts: int = 8
     deadline: float = 600.0  # seconds from the first attempt of a request
+    max_retry_after: float = 300.0  # a longer Retry-After ends the request's retries
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
     sleep: Sleep = field(default=asyncio.sleep, repr=False)

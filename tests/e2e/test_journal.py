@@ -104,7 +104,7 @@ def test_faults_of_every_kind_leave_every_row_created_exactly_once(graph, tmp_pa
 def test_answers_lost_after_the_object_was_created_never_duplicate_it(
     graph, tmp_path, monkeypatch, batch
 ):
-    """8% of creates refused before any work (503, 504 without commit, reset) and 4% failing
+    """About 7% of creates refused before any work (503, 504 without commit, reset) and 5% failing
     after the object was created (500, 502 and 504 after commit, dropped, and with batching the
     whole $batch answered 504 after its items were created): after run + retry, every key is
     in Graph exactly once."""
@@ -113,7 +113,7 @@ def test_answers_lost_after_the_object_was_created_never_duplicate_it(
     if batch != "1":
         faults.append("created_batch_504")
     graph.call(graph.emulator.configure, {"fault_rate": 0.12, "faults": faults, "seed": 19})
-    rows = [row(n) for n in range(1500)]
+    rows = [row(n) for n in range(600)]  # the benchmark runs the issue's 1,500
     path = write_inventory(tmp_path / "inv.csv", rows)
     code, _, stderr = invoke(
         "run", str(path), "--concurrency", "8", "--batch", batch, "--out", str(tmp_path / "a")
@@ -122,7 +122,7 @@ def test_answers_lost_after_the_object_was_created_never_duplicate_it(
     if code == 1:
         code, _, stderr = invoke("retry", str(tmp_path / "a"), "--out", str(tmp_path / "b"))
         assert code == 0, stderr
-    assert graph.stats()["faults"] > 60
+    assert graph.stats()["faults"] > 30
     counts = held(graph)
     assert set(counts) == {r["certificateThumbprint"] for r in rows}  # nothing lost
     assert set(counts.values()) == {1}  # nothing duplicated
@@ -345,6 +345,45 @@ def test_sigkill_at_random_moments_then_rerun_ends_exactly_once(graph, tmp_path,
     assert all(ids[r["certificateThumbprint"]] == r["id"] for r in results)
 
 
+def test_a_second_signal_stops_now_and_the_rerun_creates_every_row_once(graph, tmp_path):
+    """Throttled and slow: the first SIGTERM would wait for the answers in flight (and a long
+    Retry-After); the second abandons them. Their rows stay in doubt, and the rerun looks them
+    up: every row is created exactly once."""
+    graph.call(graph.emulator.configure, {"latency": 3.0, "write_limit": 6, "write_window": 2.0})
+    path = write_inventory(tmp_path / "inv.csv", [row(n) for n in range(200)])
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CERTIMPORT_CONCURRENCY": "4"}
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "importer", "run", str(path), "--out", str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while graph.stats()["posts"] < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    stopped = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - stopped < 2.5, "the answers in flight (3 s each) were waited for"
+    assert "stopping now" in stderr
+    results = read_results(out)
+    assert len(results) == 200
+    statuses = Counter(r["status"] for r in results)
+    assert statuses["unknown"] >= 1  # abandoned in flight
+    assert set(statuses) <= {"created", "unknown", "failed"}
+    graph.call(graph.emulator.configure, {"latency": 0.0, "write_limit": 0})
+    time.sleep(3.2)  # the abandoned requests are answered by now (and maybe created)
+    code, _, stderr = invoke("run", str(path), "--out", str(tmp_path / "rest"))
+    assert code == 0, stderr
+    assert set(held(graph).values()) == {1}
+    assert len(held(graph)) == 200
+
+
 def test_sigterm_stops_cleanly_with_exit_130_and_reports(graph, tmp_path):
     graph.call(graph.emulator.configure, {"latency": 0.05})
     path = write_inventory(tmp_path / "inv.csv", [row(n) for n in range(300)])
@@ -513,3 +552,17 @@ def test_a_refused_row_that_was_fixed_is_sent_again(graph, tmp_path):
     code, _, stderr = invoke("run", str(path), "--out", str(tmp_path / "b"))
     assert code == 0, stderr
     assert [r["certificateSubjectName"] for r in graph.records()] == ["CN=fixed"]
+
+
+def test_a_damaged_journal_is_named_with_what_moving_it_aside_costs(graph, tmp_path):
+    path = write_inventory(tmp_path / "inv.csv", [row(1)])
+    assert invoke("run", str(path), "--out", str(tmp_path / "a"))[0] == 0
+    (journal,) = (tmp_path / "state").glob("*.sqlite")
+    journal.write_bytes(b"this is not a database, it was overwritten" * 100)
+    code, _, stderr = invoke("run", str(path), "--out", str(tmp_path / "b"))
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert str(journal) in lines[0]
+    assert "posts every row again" in lines[0]
+    assert not (tmp_path / "b").exists()  # no empty report folder left behind

@@ -202,3 +202,13 @@ def test_journal_show_for_a_target_without_a_journal_says_so_once(tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.startswith("error: no journal for ")
     assert not (tmp_path / "s").exists()
+
+
+def test_a_named_pipe_as_input_is_refused_without_opening_it(tmp_path):
+    fifo = tmp_path / "export.csv"
+    os.mkfifo(fifo)
+    for command in ("validate", "inspect", "run", "plan"):
+        code, _, stderr = invoke(command, str(fifo))
+        assert code == 2, command
+        assert f"{fifo} is a named pipe, not a regular file" in stderr
+        assert "certimport run - <" in stderr

@@ -88,6 +88,19 @@ async def test_a_create_answered_5xx_is_unknown_and_not_sent_again(emulator, clo
     assert emulator.stats["posts"] == 1
 
 
+async def test_a_retry_after_longer_than_max_retry_after_ends_the_retries_at_once(emulator, clock):
+    emulator.script([{"status": 429, "retry_after": "99999999"}])
+    async with make_client(emulator, clock) as client:
+        outcome = await client.create(body())
+        assert client.pacer.remaining == 0.0  # nobody waits for it: that row gave up
+    assert (outcome.status, outcome.attempts) == ("failed", 1)
+    assert "Graph asked to wait 99999999 s, longer than max_retry_after (300 s)" in (
+        outcome.error_message
+    )
+    assert all(s <= 300.0 for s in clock.sleeps)
+    assert emulator.records == {}
+
+
 async def test_retries_exhausted_is_failed_with_last_error(emulator, clock):
     emulator.script([{"status": 503, "times": 10}])
     async with make_client(emulator, clock, attempts=3) as client:

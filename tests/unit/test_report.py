@@ -90,7 +90,11 @@ def test_discard_leaves_no_reports(tmp_path: Path) -> None:
     out = tmp_path / "out"
     source = CsvSource(tricky_file(tmp_path, COLUMNS))
     write_report(source, out, Outcome(REJECTED)).discard()
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # the directory it made is gone too: no empty report folder
+    out.mkdir()
+    (out / "keep.txt").write_text("the operator's")
+    write_report(source, out, Outcome(REJECTED)).discard()
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]  # a directory it found stays
 
 
 def test_results_csv_neutralises_cells(tmp_path: Path) -> None:

@@ -114,5 +114,6 @@ def test_backoff_grows_with_attempts_on_average() -> None:
 
 def test_policy_repr_is_readable() -> None:
     assert repr(RetryPolicy()) == (
-        "RetryPolicy(max_attempts=8, deadline=600.0, backoff_base=1.0, backoff_cap=60.0)"
+        "RetryPolicy(max_attempts=8, deadline=600.0, max_retry_after=300.0, "
+        "backoff_base=1.0, backoff_cap=60.0)"
     )
