@@ -14,6 +14,7 @@ CHANGED = "changed"  # already created with another body: not sent (``--update``
 UPDATED = "updated"  # PATCHed to the id the journal knows
 STATUSES = (CREATED, UPDATED, SKIPPED, CHANGED, REJECTED, FAILED, UNKNOWN, VALID)
 DONE = frozenset({CREATED, UPDATED, SKIPPED})  # nothing left to do for the row
+RETRY_STATUSES = (FAILED, UNKNOWN)  # what ``retry`` sends again from a run's failed.csv
 
 
 @dataclass(frozen=True, slots=True)

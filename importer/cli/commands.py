@@ -35,6 +35,31 @@ UPDATE_OPTION = click.option(
 )
 
 
+def sending_overrides(
+    *,
+    timezone: str | None,
+    concurrency: int | None,
+    rate_limit: str | None,
+    read_rate_limit: str | None,
+    batch: int | None,
+    update: bool,
+    state_dir: str | None,
+    resend_rejected: bool = False,
+) -> dict[str, Any]:
+    """The settings overrides of the flags that ``run`` and ``retry`` share (a flag not given
+    is None, so the config file or the environment decides)."""
+    return {
+        "timezone": timezone,
+        "concurrency": concurrency,
+        "rate_limit": rate_limit,
+        "read_rate_limit": read_rate_limit,
+        "batch": batch,
+        "update": True if update else None,
+        "resend_rejected": True if resend_rejected else None,
+        "state_dir": state_dir,
+    }
+
+
 def emulator_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--emulator``: start the built-in Graph emulator and send into it."""
     return click.option("--emulator", "use_emulator", is_flag=True, help=help_text)
@@ -128,16 +153,16 @@ def run(
         out=out,
         config=config,
         inputs=inputs,
-        overrides={
-            "timezone": timezone,
-            "concurrency": concurrency,
-            "rate_limit": rate_limit,
-            "read_rate_limit": read_rate_limit,
-            "batch": batch,
-            "update": True if update else None,
-            "resend_rejected": True if resend_rejected else None,
-            "state_dir": state_dir,
-        },
+        overrides=sending_overrides(
+            timezone=timezone,
+            concurrency=concurrency,
+            rate_limit=rate_limit,
+            read_rate_limit=read_rate_limit,
+            batch=batch,
+            update=update,
+            state_dir=state_dir,
+            resend_rejected=resend_rejected,
+        ),
         strict=strict,
         show_errors=show_errors,
         use_emulator=use_emulator,

@@ -17,11 +17,12 @@ from importer.cli.commands import (
     READ_RATE_OPTION,
     UPDATE_OPTION,
     emulator_option,
+    sending_overrides,
 )
 from importer.cli.console import Console
 from importer.cli.execute import Execution, execute
 from importer.cli.options import SHOW_ERRORS_OPTION, with_console, with_inputs
-from importer.outcome import FAILED, UNKNOWN
+from importer.outcome import RETRY_STATUSES
 
 
 @dataclass(frozen=True)
@@ -129,18 +130,18 @@ def retry(
         config=replay.config,
         inputs=inputs,
         defaults=replay.defaults,
-        overrides={
-            "timezone": timezone,
-            "concurrency": concurrency,
-            "rate_limit": rate_limit,
-            "read_rate_limit": read_rate_limit,
-            "batch": batch,
-            "update": True if update else None,
-            "state_dir": state_dir,
-        },
+        overrides=sending_overrides(
+            timezone=timezone,
+            concurrency=concurrency,
+            rate_limit=rate_limit,
+            read_rate_limit=read_rate_limit,
+            batch=batch,
+            update=update,
+            state_dir=state_dir,
+        ),
         show_errors=show_errors,
         use_emulator=use_emulator,
-        only_statuses=(FAILED, UNKNOWN),
+        only_statuses=RETRY_STATUSES,
         command="retry",
         expect_target=replay.target,
     )

@@ -9,7 +9,6 @@ gives the flags printed in the next steps (``certimport run failed.csv --profile
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 from dataclasses import asdict, dataclass, field, fields
@@ -19,14 +18,7 @@ from typing import Any
 from importer.config import Settings
 from importer.errors import ConfigError, UsageError
 from importer.input.profiles import BUILTIN_DIR, ColumnSetting, Profile, parse_columns
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from importer.input.source import file_sha256
 
 
 def _columns_table(columns: tuple[ColumnSetting, ...]) -> dict[str, Any]:
@@ -79,10 +71,10 @@ class Reading:
         return cls(
             profile=profile.name if builtin else "",
             profile_file=profile_file,
-            profile_sha256=_sha256(profile_file) if profile_file else "",
+            profile_sha256=file_sha256(profile_file) if profile_file else "",
             profile_auto=settings.profile == "auto",
             config_file=config_path,
-            config_sha256=_sha256(config_path) if config_path else "",
+            config_sha256=file_sha256(config_path) if config_path else "",
             columns=_columns_table(settings.columns),
             timezone=settings.timezone,
             dayfirst=settings.dayfirst,
@@ -147,7 +139,7 @@ class Reading:
                     f"the run read its input with the {what} {path}, which is gone; "
                     f"pass {flag} to say what to read failed.csv with"
                 )
-            if digest and _sha256(path) != digest:
+            if digest and file_sha256(path) != digest:
                 warnings.append(f"the {what} {path} has changed since the run; reading with it")
         return warnings
 

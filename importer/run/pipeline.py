@@ -34,9 +34,7 @@ from importer.input.source import Chunk, CsvSource, file_sha256
 from importer.model import DEVICE, THUMBPRINT
 from importer.outcome import (
     DONE,
-    FAILED,
     SKIPPED,
-    UNKNOWN,
     VALID,
     Outcome,
     import_error_prefixes,
@@ -55,8 +53,6 @@ log = logging.getLogger("importer.runner")
 T = TypeVar("T")
 
 Say = Callable[[str], None]
-# Rows a ``retry`` re-sends from a failed.csv: those whose import_error starts with these.
-RETRY_STATUSES = (FAILED, UNKNOWN)
 SEND_SLICE = 2048  # rows decided and given bodies at a time in the sending pass
 
 
