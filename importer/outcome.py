@@ -12,6 +12,7 @@ VALID = "valid"  # validate / dry-run / plan: would be sent
 SKIPPED = "skipped"  # already created with the same body (journal): not sent
 CHANGED = "changed"  # already created with another body: not sent (``--update`` PATCHes it)
 UPDATED = "updated"  # PATCHed to the id the journal knows
+DELETED = "deleted"  # verify --delete-duplicates removed this extra copy (not a row status)
 STATUSES = (CREATED, UPDATED, SKIPPED, CHANGED, REJECTED, FAILED, UNKNOWN, VALID)
 DONE = frozenset({CREATED, UPDATED, SKIPPED})  # nothing left to do for the row
 RETRY_STATUSES = (FAILED, UNKNOWN)  # what ``retry`` sends again from a run's failed.csv

@@ -1,8 +1,12 @@
 """The admin endpoints (no auth, loopback only) that let another process drive an emulator:
 ``GET /_stats``, ``GET /_records``, ``POST /_script``, ``POST /_reset``, ``POST /_config``,
-``POST /_expire_tokens``."""
+``POST /_expire_tokens``, ``POST /_seed`` (a JSON list of create bodies stored as existing
+objects: what a tenant already holds)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -19,9 +23,15 @@ def _admin_error(message: str) -> web.Response:
 class _Admin:
     """The admin handlers, on the state (and issued tokens) of one emulator."""
 
-    def __init__(self, state: _State, identity: _Identity) -> None:
+    def __init__(
+        self,
+        state: _State,
+        identity: _Identity,
+        seed: Callable[[Iterable[Mapping[str, Any]]], list[str]],
+    ) -> None:
         self.state = state
         self.identity = identity
+        self.seed = seed
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/_stats", self.handle_stats)
@@ -30,6 +40,7 @@ class _Admin:
         app.router.add_post("/_reset", self.handle_reset)
         app.router.add_post("/_config", self.handle_config)
         app.router.add_post("/_expire_tokens", self.handle_expire_tokens)
+        app.router.add_post("/_seed", self.handle_seed)
 
     async def handle_stats(self, request: web.Request) -> web.Response:
         state = self.state
@@ -69,3 +80,13 @@ class _Admin:
     async def handle_expire_tokens(self, request: web.Request) -> web.Response:
         self.identity.expire()
         return web.json_response({"expired": True})
+
+    async def handle_seed(self, request: web.Request) -> web.Response:
+        try:
+            bodies = orjson.loads(await request.read())
+            if not isinstance(bodies, list) or not all(isinstance(b, dict) for b in bodies):
+                raise ValueError("the body must be a JSON list of create bodies")
+            ids = self.seed(bodies)
+        except ValueError as exc:
+            return _admin_error(str(exc))
+        return web.json_response({"seeded": len(ids), "records": len(self.state.store.records)})

@@ -120,9 +120,16 @@ class _Collection:
     def _create(self, op: _Op) -> _Result:
         self._check_query(op, _NO_OPTIONS)
         body = self._require_body(op)
+        record = self.store_new(op.root, body)
+        self.state.stats["created"] += 1
+        location = f"{op.root}/beta{COLLECTION_PATH}/{record['id']}"
+        return _Result(201, dict(record), {"Location": location})
+
+    def store_new(self, root: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Store a valid create payload as a new record (a new id) and return the record."""
         record_id = _guid(self.state.id_rng)
         record: dict[str, Any] = {
-            "@odata.context": f"{op.root}/beta/$metadata#deviceManagement/{COLLECTION}/$entity"
+            "@odata.context": f"{root}/beta/$metadata#deviceManagement/{COLLECTION}/$entity"
         }
         if "@odata.type" in body:
             record["@odata.type"] = body["@odata.type"]
@@ -131,9 +138,7 @@ class _Collection:
             if name != "@odata.type":
                 record[name] = value
         self.state.store.add(record_id, record)
-        self.state.stats["created"] += 1
-        location = f"{op.root}/beta{COLLECTION_PATH}/{record_id}"
-        return _Result(201, dict(record), {"Location": location})
+        return record
 
     def _get(self, op: _Op) -> _Result:
         self._check_query(op, _GET_OPTIONS)

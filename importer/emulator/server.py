@@ -11,7 +11,7 @@ import asyncio
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -19,7 +19,7 @@ from aiohttp import web
 
 from .admin import _Admin
 from .batch import _Batch
-from .bodies import _decode_json_body, _GraphError
+from .bodies import _body_problems, _decode_json_body, _GraphError
 from .collection import _Admission, _Collection
 from .config import EmulatorConfig, _loopback_address
 from .identity import _Identity
@@ -58,7 +58,7 @@ class GraphEmulator:
         self.app = web.Application()
         self.app.router.add_route("*", "/beta/{tail:.*}", self._handle_graph)
         self.app.router.add_get("/msi/token", self._identity.handle_token)
-        _Admin(state, self._identity).add_routes(self.app)
+        _Admin(state, self._identity, self.seed).add_routes(self.app)
 
     @property
     def config(self) -> EmulatorConfig:
@@ -155,6 +155,20 @@ class GraphEmulator:
         which case nothing is queued.
         """
         self._state.faults.queue(entries)
+
+    def seed(self, bodies: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Store objects as a POST would (validated, each with a new id), without throttle,
+        faults or stats: what a tenant already holds before a run. Returns their ids.
+
+        Raises `ValueError` naming the first invalid body; the bodies before it are stored.
+        """
+        ids = []
+        for n, body in enumerate(bodies):
+            problems = _body_problems(body)
+            if problems:
+                raise ValueError(f"body {n}: {' '.join(problems)}")
+            ids.append(self._collection.store_new(self.root_url, dict(body))["id"])
+        return ids
 
     def reset(self) -> None:
         """Forget records, stats, scripted faults and throttle windows; re-seed the RNGs.

@@ -34,18 +34,19 @@ from typing import Any, Literal
 
 import aiohttp
 
-from importer.outcome import CREATED, FAILED, REJECTED, UNKNOWN, UPDATED, Outcome
+from importer.outcome import CREATED, DELETED, FAILED, REJECTED, UNKNOWN, UPDATED, Outcome
 from importer.send.retry import parse_retry_after
 
-Operation = Literal["create", "batch", "update", "lookup"]
+Operation = Literal["create", "batch", "update", "lookup", "delete"]
 # Refused before any work: safe to send again, whatever the method.
 REFUSED_STATUSES = frozenset({429, 503})
-IDEMPOTENT: frozenset[Operation] = frozenset({"update", "lookup"})
+IDEMPOTENT: frozenset[Operation] = frozenset({"update", "lookup", "delete"})
 ABORT_STATUSES: dict[Operation, frozenset[int]] = {
     "create": frozenset({403, 404}),  # on the collection: wrong target, or no permission
     "batch": frozenset({403, 404}),  # the $batch call itself, as a create
     "update": frozenset({403}),  # 404 on an id: that object is gone, the row is rejected
     "lookup": frozenset(),  # the lookup is then unavailable; the row stays in doubt
+    "delete": frozenset({403}),  # 404 on an id: already gone, which is what was asked
 }
 
 
@@ -99,6 +100,8 @@ def classify(
     request_id = headers.get("request-id", "")
     if 200 <= status < 300:
         return _success(status, payload, request_id, operation, object_id)
+    if operation == "delete" and status == 404:
+        return Classified(Verdict.CREATED, 404, request_id=request_id, created_id=object_id)
     if operation == "update" and status == 404:
         return Classified(
             Verdict.REJECTED,
@@ -133,7 +136,7 @@ def _success(
 ) -> Classified:
     if operation == "lookup" or (operation == "batch" and status == 200):
         return Classified(Verdict.CREATED, status, request_id=request_id, payload=payload)
-    if operation == "update":
+    if operation in ("update", "delete"):
         return Classified(Verdict.CREATED, status, request_id=request_id, created_id=object_id)
     new_id = payload.get("id") if isinstance(payload, dict) else None
     if isinstance(new_id, str) and new_id:
@@ -206,8 +209,8 @@ _STATUS_OF = {Verdict.CREATED: CREATED, Verdict.REJECTED: REJECTED}
 def outcome_of(result: Classified, attempts: int, operation: Operation = "create") -> Outcome:
     """The row's outcome for a final verdict (``updated`` for a successful update)."""
     status = _STATUS_OF.get(result.verdict, UNKNOWN)
-    if status == CREATED and operation == "update":
-        status = UPDATED
+    if status == CREATED and operation in ("update", "delete"):
+        status = UPDATED if operation == "update" else DELETED
     return Outcome(
         status,
         id=result.created_id,

@@ -409,6 +409,25 @@ class GraphClient:
         result, attempts, failed = await self._with_retries(once)
         return gave_up(result, attempts) if failed else outcome_of(result, attempts, "update")
 
+    async def get_page(self, url: str) -> Classified:
+        """GET one page of the collection (paced by the read budget, retried as a read);
+        ``CREATED`` with the page as ``payload``, or the verdict it ended on."""
+
+        async def once(attempt: int) -> Classified:
+            if attempt > 1:
+                self.stats.retries += 1
+            await self.read_pacer.wait()
+            result = await self._call(url, None, "GET", "lookup")
+            if result.verdict is Verdict.RETRY and result.status == 429:
+                self.stats.throttled += 1
+                self.read_pacer.throttled(result.retry_after)
+            return result
+
+        result, _, failed = await self._with_retries(once)
+        if failed or (result.verdict is Verdict.CREATED and not isinstance(result.payload, dict)):
+            return replace(result, verdict=Verdict.UNKNOWN)
+        return result
+
     async def find(self, thumbprint: str, device: str) -> Lookup:
         """Look a row key up in Graph (``$filter`` on the thumbprint, every page)."""
         literal = thumbprint.replace("'", "''")
@@ -416,22 +435,11 @@ class GraphClient:
             f"certificateThumbprint eq '{literal}'", safe=""
         )
         while url is not None:
-
-            async def once(attempt: int, page_url: str = url) -> Classified:
-                if attempt > 1:
-                    self.stats.retries += 1
-                await self.read_pacer.wait()
-                result = await self._call(page_url, None, "GET", "lookup")
-                if result.verdict is Verdict.RETRY and result.status == 429:
-                    self.stats.throttled += 1
-                    self.read_pacer.throttled(result.retry_after)
-                return result
-
-            result, _, failed = await self._with_retries(once)
-            payload = result.payload
-            if failed or result.verdict is not Verdict.CREATED or not isinstance(payload, dict):
+            result = await self.get_page(url)
+            if result.verdict is not Verdict.CREATED:
                 reason = f"{result.status or ''} {result.error_code}: {result.error_message}"
                 return Lookup(found=False, supported=False, reason=reason.strip())
+            payload = result.payload
             for item in payload.get("value") or []:
                 if (
                     isinstance(item, dict)
@@ -440,9 +448,29 @@ class GraphClient:
                     and item.get("id")
                 ):
                     return Lookup(found=True, supported=True, object_id=str(item["id"]))
-            next_link = payload.get("@odata.nextLink")
-            url = next_link if isinstance(next_link, str) and next_link else None
+            url = next_link(payload)
         return Lookup(found=False, supported=True)
+
+    async def delete(self, object_id: str) -> Outcome:
+        """DELETE one object by id (paced as a write; an object already gone counts as done)."""
+        url = f"{self.collection_url}/{quote(object_id, safe='')}"
+
+        async def once(attempt: int) -> Classified:
+            if attempt > 1:
+                self.stats.retries += 1
+            await self.pacer.wait()
+            result = await self._call(url, None, "DELETE", "delete", object_id)
+            self._note([result])
+            return result
+
+        result, attempts, failed = await self._with_retries(once)
+        return gave_up(result, attempts) if failed else outcome_of(result, attempts, "delete")
+
+
+def next_link(payload: Mapping[str, Any]) -> str | None:
+    """A page's ``@odata.nextLink`` (the whole URL, as Graph gives it), or None on the last."""
+    link = payload.get("@odata.nextLink")
+    return link if isinstance(link, str) and link else None
 
 
 class _BatchRounds:

@@ -22,35 +22,37 @@ V = Verdict
 
 
 @pytest.mark.parametrize(
-    ("status", "payload", "create", "batch", "update", "lookup"),
+    ("status", "payload", "create", "batch", "update", "lookup", "delete"),
     [
-        (200, {"id": "x"}, V.CREATED, V.CREATED, V.CREATED, V.CREATED),
-        (201, {"id": "x"}, V.CREATED, V.CREATED, V.CREATED, V.CREATED),
-        (201, {}, V.UNKNOWN, V.UNKNOWN, V.CREATED, V.CREATED),
-        (204, None, V.UNKNOWN, V.UNKNOWN, V.CREATED, V.CREATED),
-        (400, ERROR, V.REJECTED, V.REJECTED, V.REJECTED, V.REJECTED),
-        (401, ERROR, V.REAUTH, V.REAUTH, V.REAUTH, V.REAUTH),
-        (403, ERROR, V.ABORT, V.ABORT, V.ABORT, V.REJECTED),
-        (404, ERROR, V.ABORT, V.ABORT, V.REJECTED, V.REJECTED),
-        (409, ERROR, V.REJECTED, V.REJECTED, V.REJECTED, V.REJECTED),
-        (429, ERROR, V.RETRY, V.RETRY, V.RETRY, V.RETRY),
+        (200, {"id": "x"}, V.CREATED, V.CREATED, V.CREATED, V.CREATED, V.CREATED),
+        (201, {"id": "x"}, V.CREATED, V.CREATED, V.CREATED, V.CREATED, V.CREATED),
+        (201, {}, V.UNKNOWN, V.UNKNOWN, V.CREATED, V.CREATED, V.CREATED),
+        (204, None, V.UNKNOWN, V.UNKNOWN, V.CREATED, V.CREATED, V.CREATED),
+        (400, ERROR, V.REJECTED, V.REJECTED, V.REJECTED, V.REJECTED, V.REJECTED),
+        (401, ERROR, V.REAUTH, V.REAUTH, V.REAUTH, V.REAUTH, V.REAUTH),
+        (403, ERROR, V.ABORT, V.ABORT, V.ABORT, V.REJECTED, V.ABORT),
+        (404, ERROR, V.ABORT, V.ABORT, V.REJECTED, V.REJECTED, V.CREATED),
+        (409, ERROR, V.REJECTED, V.REJECTED, V.REJECTED, V.REJECTED, V.REJECTED),
+        (429, ERROR, V.RETRY, V.RETRY, V.RETRY, V.RETRY, V.RETRY),
         # refused before any work: sent again, whatever the method
-        (503, ERROR, V.RETRY, V.RETRY, V.RETRY, V.RETRY),
+        (503, ERROR, V.RETRY, V.RETRY, V.RETRY, V.RETRY, V.RETRY),
         # ambiguous for a POST (the backend may have committed): looked up, never re-sent
-        # blindly; a PATCH by id and a GET are idempotent and go again
-        (500, ERROR, V.UNKNOWN, V.UNKNOWN, V.RETRY, V.RETRY),
-        (502, ERROR, V.UNKNOWN, V.UNKNOWN, V.RETRY, V.RETRY),
-        (504, ERROR, V.UNKNOWN, V.UNKNOWN, V.RETRY, V.RETRY),
-        (507, ERROR, V.UNKNOWN, V.UNKNOWN, V.RETRY, V.RETRY),
-        (509, ERROR, V.UNKNOWN, V.UNKNOWN, V.RETRY, V.RETRY),
+        # blindly; a PATCH or DELETE by id and a GET are idempotent and go again
+        # (a DELETE answered 404 found the object gone: what it asked for)
+        (500, ERROR, V.UNKNOWN, V.UNKNOWN, V.RETRY, V.RETRY, V.RETRY),
+        (502, ERROR, V.UNKNOWN, V.UNKNOWN, V.RETRY, V.RETRY, V.RETRY),
+        (504, ERROR, V.UNKNOWN, V.UNKNOWN, V.RETRY, V.RETRY, V.RETRY),
+        (507, ERROR, V.UNKNOWN, V.UNKNOWN, V.RETRY, V.RETRY, V.RETRY),
+        (509, ERROR, V.UNKNOWN, V.UNKNOWN, V.RETRY, V.RETRY, V.RETRY),
     ],
 )
-def test_every_status_for_every_operation(status, payload, create, batch, update, lookup):
+def test_every_status_for_every_operation(status, payload, create, batch, update, lookup, delete):
     for operation, expected in (
         ("create", create),
         ("batch", batch),
         ("update", update),
         ("lookup", lookup),
+        ("delete", delete),
     ):
         result = classify(status, {"request-id": "r-1"}, payload, "", operation, "obj-1")
         assert result.verdict is expected, (status, operation)
@@ -134,7 +136,7 @@ def test_every_transport_failure(exc, create, idempotent, code):
     for operation in ("create", "batch"):
         result = transport_failure(exc, operation, "c-1")
         assert (result.verdict, result.error_code) == (create, code), operation
-    for operation in ("update", "lookup"):
+    for operation in ("update", "lookup", "delete"):
         assert transport_failure(exc, operation, "c-1").verdict is idempotent, operation
 
 
