@@ -108,6 +108,7 @@ class Settings:
     state_dir: str = ""  # journal directory; default ~/.local/state/certimport
     update: bool = False  # PATCH rows whose body changed since they were created
     resend_rejected: bool = False  # send rows Graph refused again, even with the same body
+    adopt: bool = True  # a journal new to its target first reads what Graph holds
     reconcile: str = "lookup"  # lookup | repost: what to do when a lookup is not possible
     reconcile_delay: float = 2.0  # seconds before looking up a row whose answer was lost
     shrink_guard: float = 0.5  # refuse an input smaller than this share of the last run
@@ -159,6 +160,7 @@ _KEYS: dict[str, tuple[str, type]] = {
     "state_dir": ("journal", str),
     "update": ("journal", bool),
     "resend_rejected": ("journal", bool),
+    "adopt": ("journal", bool),
     "reconcile": ("journal", str),
     "reconcile_delay": ("journal", float),
     "shrink_guard": ("journal", float),

@@ -15,7 +15,9 @@ import click
 
 from importer import __version__
 from importer.cli.commands import inspect_command, plan, run, validate
+from importer.cli.graphside import journal_adopt, verify
 from importer.cli.journal import journal
+from importer.cli.recipes import recipes
 from importer.cli.retry import retry
 from importer.emulator.command import emulator_command
 
@@ -26,8 +28,19 @@ def cli() -> None:
     """Import certificate inventories (CSV) into Intune through Microsoft Graph."""
 
 
-for _command in (validate, run, plan, retry, journal, emulator_command, inspect_command):
+for _command in (
+    validate,
+    run,
+    plan,
+    retry,
+    verify,
+    journal,
+    emulator_command,
+    inspect_command,
+    recipes,
+):
     cli.add_command(_command)
+journal.add_command(journal_adopt)
 
 
 def main() -> None:

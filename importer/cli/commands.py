@@ -33,6 +33,12 @@ BATCH_OPTION = click.option(
 UPDATE_OPTION = click.option(
     "--update", is_flag=True, help="PATCH rows whose values changed since created."
 )
+NO_ADOPT_OPTION = click.option(
+    "--no-adopt",
+    is_flag=True,
+    help="Do not read what Graph holds when the journal is new to the target (whatever "
+    "Graph already holds is then created a second time).",
+)
 
 
 def sending_overrides(
@@ -45,6 +51,7 @@ def sending_overrides(
     update: bool,
     state_dir: str | None,
     resend_rejected: bool = False,
+    no_adopt: bool = False,
 ) -> dict[str, Any]:
     """The settings overrides of the flags that ``run`` and ``retry`` share (a flag not given
     is None, so the config file or the environment decides)."""
@@ -56,6 +63,7 @@ def sending_overrides(
         "batch": batch,
         "update": True if update else None,
         "resend_rejected": True if resend_rejected else None,
+        "adopt": False if no_adopt else None,
         "state_dir": state_dir,
     }
 
@@ -116,6 +124,7 @@ def validate(
     help="Send rows Graph refused before even when unchanged (when Graph's side changed).",
 )
 @click.option("--allow-shrink", is_flag=True, help="Accept an input far smaller than last run's.")
+@NO_ADOPT_OPTION
 @STATE_DIR_OPTION
 @emulator_option("Start the built-in Graph emulator and import into it (a rehearsal).")
 def run(
@@ -136,6 +145,7 @@ def run(
     update: bool,
     resend_rejected: bool,
     allow_shrink: bool,
+    no_adopt: bool,
     state_dir: str | None,
     use_emulator: bool,
 ) -> None:
@@ -162,6 +172,7 @@ def run(
             update=update,
             state_dir=state_dir,
             resend_rejected=resend_rejected,
+            no_adopt=no_adopt,
         ),
         strict=strict,
         show_errors=show_errors,

@@ -14,6 +14,7 @@ from importer import errors
 from importer.cli.commands import (
     BATCH_OPTION,
     CONCURRENCY_OPTION,
+    NO_ADOPT_OPTION,
     READ_RATE_OPTION,
     UPDATE_OPTION,
     emulator_option,
@@ -88,6 +89,7 @@ def replayed(console: Console, run_dir: Path, config: str | None, flags: dict[st
 @READ_RATE_OPTION
 @BATCH_OPTION
 @UPDATE_OPTION
+@NO_ADOPT_OPTION
 @click.option("--state-dir", metavar="DIR", help="Journal directory [the run's].")
 @emulator_option("Start the built-in Graph emulator and send into it (a rehearsal).")
 def retry(
@@ -104,6 +106,7 @@ def retry(
     read_rate_limit: str | None,
     batch: int | None,
     update: bool,
+    no_adopt: bool,
     state_dir: str | None,
     use_emulator: bool,
 ) -> None:
@@ -138,6 +141,7 @@ def retry(
             batch=batch,
             update=update,
             state_dir=state_dir,
+            no_adopt=no_adopt,
         ),
         show_errors=show_errors,
         use_emulator=use_emulator,

@@ -122,7 +122,7 @@ class ErrorDigest:
         return f"ErrorDigest(groups={len(self.groups)})"
 
 
-class _AtomicCsv:
+class AtomicCsv:
     def __init__(self, path: Path, header: Sequence[str]) -> None:
         self.path = path
         self.partial = path.with_name(f".{path.name}.partial")
@@ -154,8 +154,8 @@ class ReportWriter:
             i for i, name in enumerate(input_header) if name.strip().casefold() != ERROR_COLUMN
         ]
         failed_header = [input_header[i] for i in self._keep] + [ERROR_COLUMN]
-        self._results = _AtomicCsv(out_dir / "results.csv", RESULT_COLUMNS)
-        self._failed = _AtomicCsv(out_dir / "failed.csv", failed_header)
+        self._results = AtomicCsv(out_dir / "results.csv", RESULT_COLUMNS)
+        self._failed = AtomicCsv(out_dir / "failed.csv", failed_header)
         self.errors = ErrorDigest()
 
     def write(

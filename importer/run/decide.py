@@ -1,11 +1,18 @@
 """What each record of a chunk needs, decided from the journal: a pure function, no I/O.
 
-For each valid row the journal's entry for its key decides: none → create; in doubt (a send
-whose answer was lost, or a crash mid-send) → reconcile (look it up in Graph first); created
-with the same body → ``skipped``; created with another body → ``changed`` (an update, a PATCH
-of the known id, with ``update``); refused by Graph (a 4xx) with the same body → ``rejected``
-again without a request (unless ``resend_rejected``); anything else (failed, unknown, refused
-with another body) → create. Invalid rows are ``rejected`` with every problem of the row.
+For each valid row the journal's entry for its key decides:
+
+- none → create;
+- in doubt (a send whose answer was lost, or a crash mid-send) → reconcile (look it up in
+  Graph first);
+- created, or adopted from Graph, with the same body → ``skipped``; with another body →
+  ``changed`` (an update, a PATCH of the known id, with ``update``);
+- refused by Graph (a 4xx) with the same body → ``rejected`` again without a request (unless
+  ``resend_rejected``);
+- found in Graph more than once by an adoption → ``rejected`` with every id, never sent;
+- anything else (failed, unknown, refused with another body) → create.
+
+Invalid rows are ``rejected`` with every problem of the row.
 """
 
 from __future__ import annotations
@@ -20,14 +27,12 @@ from importer.input.schema import ValidatedChunk
 from importer.model import DEVICE, THUMBPRINT
 from importer.outcome import (
     CHANGED,
-    CREATED,
     REJECTED,
     SKIPPED,
-    UPDATED,
     Outcome,
     parse_journal_error,
 )
-from importer.run.journal import Entry, row_key
+from importer.run.journal import DONE_STATUSES, DUPLICATED, Entry, row_key
 
 JobKind = Literal["create", "update", "reconcile"]
 CHANGED_MESSAGE = "created earlier with other values; --update applies them"
@@ -101,6 +106,12 @@ def refused_again(entry: Entry) -> Outcome:
     )
 
 
+def duplicated(entry: Entry) -> Outcome:
+    """A row whose key an adoption found in Graph more than once: not sent (a third copy)."""
+    code, message = parse_journal_error(entry.last_error)
+    return Outcome(REJECTED, error_code=code or "DuplicateInGraph", error_message=message)
+
+
 def decide(
     vc: ValidatedChunk,
     keys: RowKeys,
@@ -129,7 +140,9 @@ def decide(
             jobs.append(job)
         elif entry.status == REJECTED and entry.refused_hash == body_hash and not resend_rejected:
             slot.outcomes[pos] = refused_again(entry)
-        elif entry.status in (CREATED, UPDATED):
+        elif entry.status == DUPLICATED:
+            slot.outcomes[pos] = duplicated(entry)
+        elif entry.status in DONE_STATUSES:
             if entry.body_hash == body_hash:
                 slot.outcomes[pos] = Outcome(SKIPPED, id=entry.graph_id)
             elif update:

@@ -65,6 +65,15 @@ CREATE TABLE IF NOT EXISTS rows (
     refused_hash INTEGER
 );
 CREATE INDEX IF NOT EXISTS rows_intent ON rows (intent_run) WHERE intent_run IS NOT NULL;
+CREATE TABLE IF NOT EXISTS graph_objects (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    thumbprint TEXT NOT NULL,
+    device TEXT NOT NULL,
+    body_hash INTEGER
+);
+CREATE INDEX IF NOT EXISTS graph_objects_key ON graph_objects (key);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     source TEXT NOT NULL,
@@ -80,8 +89,10 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 # Statuses kept per key. "intent" is kept apart (intent_* columns) so that the last known
 # outcome survives a send that never returned.
-DONE_STATUSES = (CREATED, UPDATED)
-_DONE_SQL = ", ".join(f"'{status}'" for status in DONE_STATUSES)  # for IN (...) in SQL
+ADOPTED = "adopted"  # found in Graph by an adoption (one object with the key): not created by us
+DUPLICATED = "duplicated"  # an adoption found the key in Graph more than once: never guessed
+DONE_STATUSES = (CREATED, UPDATED, ADOPTED)
+DONE_SQL = ", ".join(f"'{status}'" for status in DONE_STATUSES)  # for IN (...) in SQL
 MAX_ROWS_PER_STATEMENT = 500  # rows written by one INSERT; fewer when SQLite allows fewer
 SHARED_BITS = 0o066  # read or write for group or others
 
@@ -497,10 +508,10 @@ class Journal:
             "ON CONFLICT(key) DO UPDATE SET "
             f"refused_hash = CASE WHEN excluded.status = '{REJECTED}' "
             "  THEN excluded.body_hash END, "
-            f"body_hash = CASE WHEN excluded.status IN ({_DONE_SQL}) "
+            f"body_hash = CASE WHEN excluded.status IN ({DONE_SQL}) "
             "  THEN excluded.body_hash ELSE rows.body_hash END, "
-            f"status = CASE WHEN rows.status IN ({_DONE_SQL}) "
-            f"  AND excluded.status NOT IN ({_DONE_SQL}) "
+            f"status = CASE WHEN rows.status IN ({DONE_SQL}) "
+            f"  AND excluded.status NOT IN ({DONE_SQL}) "
             "  THEN rows.status ELSE excluded.status END, "
             "graph_id = CASE WHEN excluded.graph_id != '' THEN excluded.graph_id "
             "  ELSE rows.graph_id END, "

@@ -43,6 +43,7 @@ from importer.reports.publish import publish
 from importer.reports.reading import Reading
 from importer.reports.results import ERROR_COLUMN, ReportWriter
 from importer.reports.summary import Mode, RunSummary
+from importer.run.adopt import adopt, needs_adoption
 from importer.run.decide import Job, Slice, decide, rejection, row_keys
 from importer.run.journal import Journal
 from importer.run.monitor import RunMonitor
@@ -358,11 +359,13 @@ class Runner:
         only: ValidatedChunk | None,
         summary: RunSummary,
     ) -> None:
-        """Send the valid rows, sampling the monitor once a second."""
+        """Send the valid rows (after an adoption, when the journal is new to the target),
+        sampling the monitor once a second."""
+        failure = await self._adopt(client)
         self.monitor.begin(records)
         sampler = asyncio.create_task(self.monitor.sample_every(1.0))
         try:
-            await self._send(source, client, writer, counts, only)
+            await self._send(source, client, writer, counts, only, failure)
         finally:
             sampler.cancel()
             self.monitor.sample()
@@ -371,6 +374,26 @@ class Runner:
             summary.requests = traffic.requests
             summary.throttled = traffic.throttled
             summary.retries = traffic.retries
+
+    async def _adopt(self, client: GraphClient) -> RunAborted | None:
+        """Read what Graph holds first when the journal has never seen the target; a failure
+        to read it is the run's abort (no row is then sent)."""
+        journal = self.journal
+        if journal is None or not needs_adoption(journal):
+            return None
+        if not self.settings.adopt:
+            self.say(
+                f"warning: the journal has never seen {self.settings.graph_root}, and --no-adopt "
+                "(adopt = false) skips reading what Graph holds: any certificate already there "
+                "is created a second time"
+            )
+            return None
+        self.monitor.phase = "reading what Graph holds"
+        try:
+            await adopt(client, journal, say=self.say, stopping=lambda: self.stopping)
+        except RunAborted as exc:
+            return exc
+        return None
 
     def _finish_summary(
         self, summary: RunSummary, counts: Counter[str], seconds: float, refuse: str
@@ -517,8 +540,10 @@ class Runner:
         writer: ReportWriter,
         counts: Counter[str],
         only: ValidatedChunk | None = None,
+        failure: RunAborted | None = None,
     ) -> None:
-        """The sending pass: a :class:`SendPool` fed with slices prepared on the chunk thread."""
+        """The sending pass: a :class:`SendPool` fed with slices prepared on the chunk thread
+        (``failure``: the run is aborted already, every row is reported not sent)."""
         whole = iter([only]) if only is not None else self._validated(source)
         chunks = (piece for vc in whole for piece in _slices(vc, SEND_SLICE))
 
@@ -539,4 +564,5 @@ class Runner:
             stopping=lambda: self.stopping,
             say=self.say,
         )
+        self.pool.abort = failure
         await self.pool.run()

@@ -132,14 +132,21 @@ class Session:
             if scratch is not None:
                 scratch.cleanup()
 
-    async def _execute(
-        self, settings: Settings, request: RunRequest, journal: Journal | None
-    ) -> RunSummary:
-        if settings.access_token:
-            register_secret(settings.access_token.reveal())
-        runner = Runner(settings, request, say=self.say, journal=journal, monitor=self.monitor)
-        if request.mode != "run":
-            return await _with_signals(runner.stop, runner.execute())
+    async def against_target(
+        self, work: Callable[[Settings, Journal, GraphClient], Awaitable[T]]
+    ) -> T:
+        """Run ``work`` with the target's settings, its journal (locked) and a Graph client:
+        for the commands that talk to Graph without a file (journal adopt, verify)."""
+        async with self._target() as overrides:
+            settings = load_settings(self.config, overrides=overrides)
+            if settings.access_token:
+                register_secret(settings.access_token.reveal())
+            with journal_for(settings, lock=True) as journal:
+                async with self._client(settings) as client:
+                    return await work(settings, journal, client)
+
+    @contextlib.asynccontextmanager
+    async def _client(self, settings: Settings) -> AsyncIterator[GraphClient]:
         tokens = build_token_source(settings)
         pacer = Pacer(settings.rate_limit, max_pause=settings.max_retry_after)
         stats = ClientStats()
@@ -158,9 +165,20 @@ class Session:
                     requests=settings.breaker_requests, seconds=settings.breaker_seconds
                 ),
             ) as client:
-                return await _with_signals(runner.stop, runner.execute(client))
+                yield client
         finally:
             await tokens.close()
+
+    async def _execute(
+        self, settings: Settings, request: RunRequest, journal: Journal | None
+    ) -> RunSummary:
+        if settings.access_token:
+            register_secret(settings.access_token.reveal())
+        runner = Runner(settings, request, say=self.say, journal=journal, monitor=self.monitor)
+        if request.mode != "run":
+            return await _with_signals(runner.stop, runner.execute())
+        async with self._client(settings) as client:
+            return await _with_signals(runner.stop, runner.execute(client))
 
 
 async def _with_signals(stop: Callable[[], None], work: Awaitable[T]) -> T:
