@@ -10,7 +10,7 @@ from importer.cli import cli
 from importer.config import _KEYS, env_name, load_settings
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-EXAMPLE = ROOT / "config" / "certimport.example.toml"
+EXAMPLE = ROOT / "importer" / "data" / "recipes" / "certimport.example.toml"
 
 
 def test_readme_starts_with_the_two_make_commands():

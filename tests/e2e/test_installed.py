@@ -136,9 +136,32 @@ def test_version_and_help_from_an_empty_directory(installed: Installed) -> None:
     version = installed.run("--version")
     assert version.returncode == 0, version.stderr
     assert re.search(r"certimport, version \d+\.\d+", version.stdout)
-    for command in ("validate", "inspect", "run", "plan", "retry", "journal", "emulator"):
+    for command in (
+        "validate",
+        "inspect",
+        "run",
+        "plan",
+        "retry",
+        "verify",
+        "journal",
+        "recipes",
+        "emulator",
+    ):
         shown = installed.run(command, "--help")
         assert shown.returncode == 0, (command, shown.stderr)
+
+
+def test_the_recipes_come_with_the_wheel(installed: Installed) -> None:
+    listed = installed.run("recipes")
+    assert listed.returncode == 0, listed.stderr
+    assert "certimport.cron" in listed.stdout and "certimport.service" in listed.stdout
+    cron = installed.run("recipes", "certimport.cron")
+    assert cron.returncode == 0 and "certimport run" in cron.stdout
+    written = installed.run("recipes", "--write", "recipes")
+    assert written.returncode == 0, written.stderr
+    shipped = ROOT / "importer" / "data" / "recipes"
+    for path in shipped.iterdir():
+        assert (installed.work / "recipes" / path.name).read_bytes() == path.read_bytes()
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The cron, systemd and alerting recipes in config/ stay in step with the CLI and the metrics."""
+"""The shipped cron, systemd and alerting recipes stay in step with the CLI and the metrics."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from importer.cli import cli
 from importer.reports.metrics import render_metrics
 from importer.run.pipeline import RunSummary
 
-CONFIG = ROOT / "config"
+CONFIG = ROOT / "importer" / "data" / "recipes"
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
@@ -64,3 +64,25 @@ def test_alert_rules_use_metrics_the_file_has():
     used = set(re.findall(r"\b(certimport_\w+)", rules))
     assert used and used <= written
     assert "26 * 3600" in rules and "26 * 3600" in README
+
+
+def test_recipes_lists_prints_and_writes_without_overwriting(tmp_path):
+    from helpers import invoke
+
+    code, listed, _ = invoke("recipes")
+    assert code == 0
+    names = sorted(p.name for p in CONFIG.iterdir())
+    assert [line.split()[0] for line in listed.splitlines()] == names
+    code, printed, _ = invoke("recipes", "certimport.timer")
+    assert code == 0 and printed == (CONFIG / "certimport.timer").read_text()
+    code, _, stderr = invoke("recipes", "nothing.conf")
+    assert code == 2 and "no recipe 'nothing.conf'" in stderr
+    mine = tmp_path / "out" / "certimport.cron"
+    mine.parent.mkdir()
+    mine.write_text("mine\n")
+    code, _, stderr = invoke("recipes", "--write", str(mine.parent))
+    assert code == 0 and "kept" in stderr
+    assert mine.read_text() == "mine\n"  # an operator's edited copy is never overwritten
+    assert (mine.parent / "certimport.service").read_text() == (
+        CONFIG / "certimport.service"
+    ).read_text()
