@@ -64,8 +64,8 @@ def adoption(emulator: Emulator, work: Path, objects: int) -> str:
     path = generate(work / f"held-{objects}.csv", objects)
     emulator.setup()
     bodies = bodies_of(path)
-    for start in range(0, len(bodies), 20_000):
-        emulator._call("/_seed", bodies[start : start + 20_000])
+    for start in range(0, len(bodies), 1000):  # the emulator takes bodies up to 1 MiB
+        emulator._call("/_seed", bodies[start : start + 1000])
     env = env_for(emulator, work / f"adopt-state-{objects}")
     gets = emulator.stats()["gets"]
     wall, cpu, rss, _, _ = run_child([sys.executable, "-m", "importer", "journal", "adopt"], env)
