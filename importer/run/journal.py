@@ -483,7 +483,7 @@ class Journal:
     @_translated
     def abandon(self, keys: Iterable[str]) -> None:
         """Forget the intents of keys that were never sent (the run stopped first)."""
-        with self._transaction():
+        with self.transaction():
             self.db.execute(
                 "UPDATE rows SET intent_run = NULL, intent_hash = NULL, intent_at = NULL "
                 "WHERE key IN (SELECT value FROM json_each(?)) AND intent_run = ?",
@@ -526,7 +526,7 @@ class Journal:
     @_translated
     def start_run(self, source: str, sha256: str, mode: str, started: str) -> None:
         """Note the start of this run."""
-        with self._transaction():
+        with self.transaction():
             self.db.execute(
                 "INSERT OR REPLACE INTO runs (run_id, source, source_sha256, mode, started) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -538,14 +538,16 @@ class Journal:
         self, records: int, exit_code: int, out_dir: str, counts: dict[str, int]
     ) -> None:
         """Note the end of this run."""
-        with self._transaction():
+        with self.transaction():
             self.db.execute(
                 "UPDATE runs SET finished = ?, records = ?, exit_code = ?, out_dir = ?, "
                 "counts = ? WHERE run_id = ?",
                 (_now(), records, exit_code, out_dir, json.dumps(counts), self.run_id),
             )
 
-    def _transaction(self) -> _Transaction:
+    def transaction(self) -> _Transaction:
+        """``with journal.transaction():`` one ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back
+        when the block raises)."""
         return _Transaction(self.db)
 
 

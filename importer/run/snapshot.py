@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from importer.run.journal import ADOPTED, DONE_SQL, DUPLICATED, Journal
+from importer.run.journal import ADOPTED, DONE_SQL, DUPLICATED, Journal, row_key
 
 SHOWN_IDS = 10  # ids listed in a duplicated key's message; the count is always exact
 
@@ -95,15 +95,9 @@ class Snapshot:
     def begin(self, purpose: str, first_url: str) -> PassState:
         """Forget the last snapshot and start a pass at ``first_url``."""
         state = PassState(purpose, _now(), first_url)
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute("DELETE FROM graph_objects")
+        with self.journal.transaction():
+            self._db.execute("DELETE FROM graph_objects")
             self._set("pass", json.dumps(asdict(state)))
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         return state
 
     def add_page(
@@ -122,10 +116,8 @@ class Snapshot:
             state.objects + len(objects),
             "" if next_url else _now(),
         )
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany(
+        with self.journal.transaction():
+            self._db.executemany(
                 "INSERT INTO graph_objects (id, key, thumbprint, device, body_hash) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET key = excluded.key, "
                 "thumbprint = excluded.thumbprint, device = excluded.device, "
@@ -133,10 +125,6 @@ class Snapshot:
                 objects,
             )
             self._set("pass", json.dumps(asdict(new)))
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         return new
 
     def counted(self) -> tuple[int, int]:
@@ -154,16 +142,10 @@ class Snapshot:
         in its error. Keys Graph does not hold are left as they are.
         """
         now = _now()
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.journal.transaction():
             adopted = self._adopt_singles(run_id, now)
             duplicated = self._mark_duplicates(run_id, now)
             self._set("adopted_at", now)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         objects, keys = self.counted()
         return AdoptCounts(objects, keys, adopted, duplicated)
 
@@ -204,7 +186,7 @@ class Snapshot:
                 "last_error = excluded.last_error, intent_run = NULL, intent_hash = NULL, "
                 "intent_at = NULL, run_id = excluded.run_id, updated_at = excluded.updated_at",
                 (
-                    f"{dup.thumbprint}\x1f{dup.device}",
+                    row_key(dup.thumbprint, dup.device),
                     dup.thumbprint,
                     dup.device,
                     DUPLICATED,
