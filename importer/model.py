@@ -47,6 +47,9 @@ REQUIRED_CELLS: tuple[str, ...] = (
 )
 DATE_PROPERTIES: tuple[str, ...] = (ISSUED, EXPIRES, REVOKE_CHANGED)
 STRING_PROPERTIES: tuple[str, ...] = (DEVICE, UPN, ISSUER, SUBJECT, EXTENDED_KEY_USAGES)
+# Cells that are lists (EKUs, key-usage names): line breaks and semicolons separate their items,
+# so these alone may hold a line break.
+LIST_PROPERTIES: tuple[str, ...] = (KEY_USAGES, EXTENDED_KEY_USAGES)
 REVOKE_STATUSES: tuple[str, ...] = ("none", "pending", "issued", "failed", "revoked")
 # The row key: one certificate on one device.
 KEY_PROPERTIES: tuple[str, ...] = (THUMBPRINT, DEVICE)

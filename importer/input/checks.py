@@ -40,6 +40,7 @@ CANONICAL_UTC = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z"
 OFFSET = r"(?:Z|z|[+-]\d{2}:?\d{2})$"
 _CONTROL = r"[\x00-\x1f\x7f]"
 BAD_FORMAT = "\x00format"  # sentinels for date cells that could not be parsed;
+BAD_ISO = "\x00iso"  # (shaped like ISO 8601 but not a date, such as 2025-02-30)
 BAD_LOCAL = "\x00local"  # the reported value is always taken from the original cell
 BAD_ORDER = "\x00order"
 BAD_STATUS = "\x00status"
@@ -66,11 +67,15 @@ def _empty_or(pattern: str):  # type: ignore[no-untyped-def]
 def _int32(s: pd.Series) -> pd.Series:
     numbers = pd.to_numeric(s.where(s.str.fullmatch(r"[+-]?\d{1,12}"), None), errors="coerce")
     in_range = (numbers >= INT32_MIN) & (numbers <= INT32_MAX)
-    return (s == "") | in_range.fillna(False).astype(bool)
+    # a type name (--strict) has its own check
+    return (s == "") | (s == rules.DOTNET_TYPE) | in_range.fillna(False).astype(bool)
 
 
 def _no_control(s: pd.Series) -> pd.Series:
     return ~s.str.contains(_CONTROL, regex=True)
+
+
+ISO_REASON = "is not an ISO 8601 date-time such as 2025-01-05T10:32:00Z"
 
 
 @dataclass(frozen=True)
@@ -80,18 +85,27 @@ class DateOptions:
     timezone: str = "UTC"
     date_format: str | None = None
     dayfirst: bool | None = None
+    inferred_from: int = 0  # the line the order was inferred from (0: given, or none)
 
     def unreadable(self) -> str:
         """The reason given for a date cell that cannot be read."""
         if self.date_format:
             return f"is neither an ISO 8601 date-time nor in the format {self.date_format!r}"
-        if self.dayfirst is True:
-            return "is neither an ISO 8601 date-time nor a day-first date such as 05.01.2025 10:32"
-        if self.dayfirst is False:
-            return (
+        if self.dayfirst is None:
+            return ISO_REASON
+        if self.dayfirst:
+            reason = (
+                "is neither an ISO 8601 date-time nor a day-first date such as 05.01.2025 10:32"
+            )
+        else:
+            reason = (
                 "is neither an ISO 8601 date-time nor a month-first date such as 1/5/2025 10:32 AM"
             )
-        return "is not an ISO 8601 date-time such as 2025-01-05T10:32:00Z"
+        if self.inferred_from:
+            other = "--monthfirst" if self.dayfirst else "--dayfirst"
+            reason += f" (the order was inferred from line {self.inferred_from}; pass {other}"
+            reason += " if that is wrong)"
+        return reason
 
 
 def _status_error(profile: Profile | None) -> str:
@@ -168,17 +182,23 @@ def build_checks(
         for check in _date_checks(timezone, dates):
             add(col, check)
     for col in columns:
-        if col in (EXTENDED_KEY_USAGES, REVOKE_STATUS):  # their sentinels have their own check
+        if col not in DATE_PROPERTIES:  # sentinels (a status, a type name) have their own check
             checks[col].append(Check("contains a control character", _no_control_but_sentinels))
-        elif col not in DATE_PROPERTIES:
-            checks[col].append(Check("contains a control character", _no_control))
     return checks
 
 
 def _date_checks(timezone: str, dates: DateOptions) -> list[Check]:
     """The checks of a date column, on cells already parsed and rewritten in UTC."""
+    unreadable = dates.unreadable()
+    if unreadable == ISO_REASON:  # only ISO 8601 is read: one reason for both sentinels
+        readable = [Check(ISO_REASON, lambda s: ~s.isin([BAD_FORMAT, BAD_ISO]))]
+    else:
+        readable = [
+            Check(ISO_REASON, lambda s: s != BAD_ISO),
+            Check(unreadable, lambda s: s != BAD_FORMAT),
+        ]
     return [
-        Check(dates.unreadable(), lambda s: s != BAD_FORMAT),
+        *readable,
         Check(
             "is not ISO 8601 and its day and month order is unknown: pass --dayfirst "
             "or --monthfirst, or --date-format",

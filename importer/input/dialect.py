@@ -2,16 +2,22 @@
 
 :func:`detect` reads the first MiB of a file and decides, in this order:
 
-- encoding: a byte-order mark (UTF-8, UTF-16, UTF-32) wins; else valid UTF-8 is UTF-8; else a
-  single-byte encoding detected by charset-normalizer (Windows-1252 when it reads as well as
-  any other); ``encoding=`` overrides all of it;
+- what it is not: a gzip, zip or other archive, an Excel workbook (``.xlsx``, ``.xls``) or an
+  OpenDocument spreadsheet is refused as such (:mod:`importer.input.evidence`);
+- encoding: a byte-order mark wins unless the body proves it wrong (then the file is refused
+  with both facts); else UTF-8 when the text is UTF-8, or UTF-8 but for a few lines (those
+  lines are rejected when read); else a single-byte encoding detected by charset-normalizer
+  (Windows-1252 when it reads as well as any other); ``encoding=`` overrides all of it;
+- form: a ``certutil -view`` text dump (``Row N:`` blocks) is read by
+  :mod:`importer.input.certutil`; anything else is CSV;
 - preamble: an Excel ``sep=;`` line (which also names the delimiter) and a PowerShell
   ``#TYPE ...`` line are skipped;
 - delimiter: the one of ``,`` ``;`` tab ``|`` that the header uses most, outside quotes
   (``delimiter=`` overrides it).
 
 :func:`utf8_pieces` then streams the file as UTF-8 bytes (transcoding other encodings on the
-fly), so the reader only ever scans ASCII-compatible bytes.
+fly), so the reader only ever scans ASCII-compatible bytes. LF, CRLF and a bare CR all end a
+line.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from importer.errors import InputError
+from importer.input.certutil import CERTUTIL_FORM, CERTUTIL_LAYOUT, is_certutil_text
+from importer.input.evidence import check_bom, refuse_binary, unify_text, utf8_lines
 
 SAMPLE_BYTES = 1 << 20
 READ_BYTES = 1 << 20
@@ -85,6 +93,7 @@ class Dialect:
     delimiter: str
     delimiter_reason: str  # "sep= line", "detected from the header", "given"
     preamble: tuple[str, ...]  # lines skipped before the header (sep=;, #TYPE ...)
+    form: str = "csv"  # "csv", or "certutil" for certutil -view text (Row N: blocks)
 
     @property
     def passthrough(self) -> bool:
@@ -93,6 +102,8 @@ class Dialect:
 
     def describe(self) -> str:
         """One line for the operator, e.g. ``cp1252 (detected), ';' (sep= line)``."""
+        if self.form == "certutil":
+            return f"{self.encoding} ({self.encoding_reason}), {CERTUTIL_FORM} (Row N: blocks)"
         text = f"{self.encoding} ({self.encoding_reason}), delimiter "
         text += f"{delimiter_name(self.delimiter)} ({self.delimiter_reason})"
         if self.preamble:
@@ -177,7 +188,7 @@ def _single_byte(path: str, sample: bytes) -> str:
 
 
 def _split_lines(text: str) -> list[str]:
-    return text.split("\n")
+    return text.split("\n")  # the text's bare CRs are LFs already (unify_text)
 
 
 def _count_outside_quotes(line: str, candidates: tuple[str, ...]) -> dict[str, int]:
@@ -191,6 +202,50 @@ def _count_outside_quotes(line: str, candidates: tuple[str, ...]) -> dict[str, i
     return counts
 
 
+def _encoding(
+    path: str, sample: bytes, complete: bool, encoding: str | None
+) -> tuple[str, str, int]:
+    """(codec, why, byte-order mark length) of a file that starts with ``sample``."""
+    bom, bom_codec = 0, ""
+    for mark, name in _BOMS:
+        if sample.startswith(mark):
+            bom, bom_codec = len(mark), name
+            break
+    if encoding and encoding.lower() != AUTO:
+        codec = _codec(path, encoding)
+        if not (bom and codec.startswith(bom_codec[:6])):
+            bom = len(codecs.BOM_UTF8) if codec == "utf-8" and bom_codec == "utf-8" else 0
+        return codec, "given", bom
+    if bom:
+        check_bom(path, sample, bom, bom_codec, complete)
+        return bom_codec, "byte-order mark", bom
+    if _utf8_valid(sample, complete):
+        return "utf-8", "valid UTF-8", 0
+    _joined_files(path, sample)
+    lines = utf8_lines(sample, complete)
+    if lines.utf8:
+        return "utf-8", f"valid UTF-8 but for {lines.bad} line(s)", 0
+    return _single_byte(path, sample), "detected", 0
+
+
+def _decode_sample(path: str, sample: bytes, codec: str, why: str, bom: int, complete: bool) -> str:
+    """The decoded start of the file (bytes that are not UTF-8 in an auto-detected UTF-8 file
+    are replaced: their lines are rejected when the file is read)."""
+    body = sample[bom:]
+    if codec in ("utf-16", "utf-32") and bom:
+        body = sample  # the codec wants its byte-order mark to know the byte order
+    hint = "save the file as UTF-8" if codec == "utf-8" else "pass the right --encoding"
+    errors = "strict" if codec != "utf-8" or why in ("given", "valid UTF-8") else "replace"
+    try:
+        text = codecs.getincrementaldecoder(codec)(errors).decode(body, final=complete)
+    except UnicodeDecodeError as exc:
+        if codec.startswith("utf-8") or codec not in ("utf-16", "utf-32"):
+            raise decode_error(path, body, exc, hint=hint) from None
+        line = body[: exc.start].decode(codec, errors="replace").count("\n") + 1
+        raise InputError(path, f"not valid {codec} text", line=line, hint=hint) from None
+    return unify_text(text.lstrip("\ufeff") if text.startswith("\ufeff") else text)
+
+
 def detect(
     path: str, *, encoding: str | None = AUTO, delimiter: str | None = None
 ) -> tuple[Dialect, str]:
@@ -198,7 +253,9 @@ def detect(
 
     ``encoding`` is ``"auto"`` (or None) to detect, else a codec name used as given (a UTF-8 or
     UTF-16 byte-order mark is still skipped). ``delimiter`` is None to detect, else one
-    character. Raises :class:`InputError` for a file that cannot be opened or decoded.
+    character. A ``certutil -view`` text dump is recognised as such (``form="certutil"``).
+    Raises :class:`InputError` for a file that cannot be opened or decoded, and for an archive
+    or a workbook.
     """
     try:
         with open(path, "rb") as handle:
@@ -207,39 +264,13 @@ def detect(
         raise _open_error(path, exc) from None
     complete = len(sample) <= SAMPLE_BYTES
     sample = sample[:SAMPLE_BYTES]
-    bom, bom_codec = 0, ""
-    for mark, name in _BOMS:
-        if sample.startswith(mark):
-            bom, bom_codec = len(mark), name
-            break
-    if encoding and encoding.lower() != AUTO:
-        codec = _codec(path, encoding)
-        if bom and codec.startswith(bom_codec[:6]):
-            reason = "given"
-        else:
-            bom, reason = 0, "given"
-            if codec == "utf-8" and sample.startswith(codecs.BOM_UTF8):
-                bom = len(codecs.BOM_UTF8)
-    elif bom:
-        codec, reason = bom_codec, "byte-order mark"
-    elif _utf8_valid(sample, complete):
-        codec, reason = "utf-8", "valid UTF-8"
-    else:
-        _joined_files(path, sample)
-        codec, reason = _single_byte(path, sample), "detected"
-    body = sample[bom:]
-    if codec in ("utf-16", "utf-32") and bom:
-        # the codec wants its byte-order mark to know the byte order
-        body = sample
-    hint = "save the file as UTF-8" if codec == "utf-8" else "pass the right --encoding"
-    try:
-        text = codecs.getincrementaldecoder(codec)().decode(body, final=complete)
-    except UnicodeDecodeError as exc:
-        if codec.startswith("utf-8") or codec not in ("utf-16", "utf-32"):
-            raise decode_error(path, body, exc, hint=hint) from None
-        line = body[: exc.start].decode(codec, errors="replace").count("\n") + 1
-        raise InputError(path, f"not valid {codec} text", line=line, hint=hint) from None
-    text = text.lstrip("\ufeff") if text.startswith("\ufeff") else text
+    refuse_binary(path, sample)
+    codec, reason, bom = _encoding(path, sample, complete, encoding)
+    text = _decode_sample(path, sample, codec, reason, bom, complete)
+    if codec == "utf-8" and reason not in ("given", "valid UTF-8"):
+        _header_is_utf8(path, sample, text)
+    if is_certutil_text(text):
+        return Dialect(codec, reason, bom, ":", CERTUTIL_LAYOUT, (), form="certutil"), text
     lines = _split_lines(text)
     preamble: list[str] = []
     sep = ""
@@ -265,12 +296,31 @@ def detect(
     return Dialect(codec, reason, bom, chosen, why, tuple(preamble)), text
 
 
+def _header_is_utf8(path: str, sample: bytes, text: str) -> None:
+    """The first lines (a preamble and the header) must be UTF-8 even when a few rows are not:
+    without them no line can be read."""
+    head = _split_lines(text)[:3]
+    for number, line in enumerate(head, start=1):
+        if "\ufffd" not in line:
+            continue
+        raw = re.split(rb"\r\n|\r|\n", sample, maxsplit=3)[number - 1]
+        raw = raw.removeprefix(codecs.BOM_UTF8) if number == 1 else raw
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise decode_error(
+                path, raw, exc, first_line=number, hint="save the file as UTF-8"
+            ) from None
+
+
 def utf8_pieces(path: str, dialect: Dialect) -> Iterator[bytes]:
     """The file after its byte-order mark, as UTF-8 bytes, in pieces of a few MiB.
 
-    UTF-8 files are passed through unchanged (invalid bytes are found later, with their line);
-    other encodings are decoded and re-encoded, and a byte that does not decode raises
-    :class:`InputError` with its line.
+    UTF-8 files are passed through unchanged (invalid bytes are found later, with their line;
+    a UTF-8 stream's byte offsets are the file's, less its byte-order mark); other encodings
+    are decoded and re-encoded, and a byte that does not decode raises :class:`InputError`
+    with its line. Line endings are left as they are: a bare CR is turned into an LF by the
+    readers (outside quoted cells, for CSV).
     """
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed in the finally below
@@ -294,7 +344,7 @@ def utf8_pieces(path: str, dialect: Dialect) -> Iterator[bytes]:
             except UnicodeDecodeError as exc:
                 raise _transcode_error(path, dialect, piece, exc, lines_before) from None
             if text:
-                lines_before += text.count("\n")
+                lines_before += text.count("\n") + text.count("\r") - text.count("\r\n")
                 yield text.encode("utf-8")
             if final:
                 return

@@ -66,11 +66,13 @@ OID_LIST = r"\d+(?:\.\d+)+(?:, \d+(?:\.\d+)+)*"  # the canonical form: OIDs join
 _OID = re.compile(r"^\d+(?:\.\d+)+$")
 _NAMED_OID = re.compile(r"^(.*?)\s*\((\d+(?:\.\d+)+)\)$")
 _KEY_HEX = re.compile(r"^0x([0-9a-f]{1,8})$")
-_KEY_TRAILING_HEX = re.compile(r"^(.*?)\s*\(([0-9a-f]{1,8})\)$")
-_LIST_SPLIT = re.compile(r"\s*[,;|\n]\s*")
+_KEY_TRAILING_HEX = re.compile(r"^(.*?)\s*\(([0-9a-f]{1,8})\)$", re.DOTALL)
+# List cells (EKUs, key-usage names) separate their items with commas, semicolons, "|" or line
+# breaks (one usage per line, as certutil and spreadsheet users write them).
+_LIST_SPLIT = re.compile(r"\s*[,;|\r\n]\s*")
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 _INTEGER = r"[+-]?\d{1,12}"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")  # line breaks separate items
 
 
 def _squash(name: str) -> str:
@@ -80,9 +82,11 @@ def _squash(name: str) -> str:
 def key_usage_value(cell: str) -> str | None:
     """A key-usage cell as a decimal Int32 string: integer, ``0xa0``, or flag names.
 
-    Names may be separated by commas, semicolons or ``|`` and followed by Windows' ``(a0)``;
-    returns None when the cell is none of these (or names and hex disagree).
+    Names may be separated by commas, semicolons, ``|`` or line breaks and followed by
+    Windows' ``(a0)``; returns None when the cell is none of these (or names and hex disagree).
     """
+    if _CONTROL.search(cell):
+        return None
     text = cell.strip().casefold()
     if re.fullmatch(_INTEGER, text):
         number = int(text)
@@ -109,9 +113,10 @@ def key_usage_value(cell: str) -> str | None:
 def eku_value(cell: str) -> str | None:
     """EKUs as OIDs joined with ``", "``; names and ``Name (OID)`` become OIDs.
 
-    Returns :data:`BAD_EKU` for an unknown name and :data:`DOTNET_TYPE` for a .NET type name
-    (a PowerShell list exported without ``-join``); None for a cell with a control character
-    (left as it is, for the control-character check).
+    Items are separated by commas, semicolons, ``|`` or line breaks. Returns :data:`BAD_EKU`
+    for an unknown name and :data:`DOTNET_TYPE` for a .NET type name (a PowerShell list
+    exported without ``-join``); None for a cell with another control character (left as it is,
+    for the control-character check).
     """
     if _CONTROL.search(cell):
         return None

@@ -14,9 +14,9 @@ accept, so the results are those of normalising and checking every cell.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -29,6 +29,7 @@ from importer.errors import ConfigError
 from importer.input import rules
 from importer.input.checks import (
     BAD_FORMAT,
+    BAD_ISO,
     BAD_LOCAL,
     BAD_ORDER,
     BAD_STATUS,
@@ -38,12 +39,15 @@ from importer.input.checks import (
     OFFSET,
     ORDER_COLUMN,
     ORDER_REASON,
+    Check,
     DateOptions,
     build_checks,
     build_schema,
     format_utc,
     strip_hex,
 )
+from importer.input.dates import DateOrder, OrderFinder, year_last
+from importer.input.notes import Note
 from importer.input.plain import (
     plain_hex,
     plain_integer,
@@ -52,20 +56,25 @@ from importer.input.plain import (
     replace_cells,
     utc_stamps,
 )
+from importer.input.profiles import match_header
 from importer.input.source import Chunk, Header
+from importer.input.typenames import TypeNames
 from importer.model import (
     DATE_PROPERTIES,
     DEVICE,
     EXPIRES,
     EXTENDED_KEY_USAGES,
     ISSUED,
+    ISSUER,
     KEY_USAGES,
     PROPERTIES,
     REQUIRED_CELLS,
     REVOKE_STATUS,
     REVOKE_STATUSES,
     SERIAL,
+    SUBJECT,
     THUMBPRINT,
+    UPN,
 )
 
 
@@ -97,6 +106,8 @@ class ValidatedChunk:
     values: pd.DataFrame  # canonical property columns, normalised text ("" = empty)
     valid: np.ndarray  # bool per record
     problems: dict[int, list[Problem]]  # position in chunk -> problems
+    # position in chunk -> why the record is not a certificate (not sent, not a problem)
+    excluded: dict[int, str] = field(default_factory=dict)
 
     @property
     def lines(self) -> np.ndarray:
@@ -104,11 +115,24 @@ class ValidatedChunk:
         return self.chunk.lines
 
 
+class ChunkSource(Protocol):
+    """A file that can be read again from its start (a CSV source, a certutil dump)."""
+
+    def chunks(self) -> Iterator[Chunk]:
+        """The file's records, a chunk at a time."""
+        ...
+
+
 class Validator:
     """Validates the chunks of one file in order; remembers keys to catch duplicates.
 
     ``date_format`` (strptime codes) or ``dayfirst`` (True day-first, False month-first) say
-    how dates that are not ISO 8601 are read; without them only ISO 8601 dates are accepted.
+    how dates that are not ISO 8601 are read; without them the file's own dates decide the
+    order when one of them can only be read one way (:mod:`importer.input.dates`), else only
+    ISO 8601 dates are accepted. ``source``, the file being read, lets the validator read the
+    file's date columns ahead when its first dates do not decide. ``strict`` rejects cells that
+    hold a .NET type name instead of treating them as empty. What the operator should hear once
+    for the file (the order inferred, type names found) is in :attr:`notes`.
     """
 
     def __init__(
@@ -118,6 +142,8 @@ class Validator:
         timezone: str = "UTC",
         date_format: str | None = None,
         dayfirst: bool | None = None,
+        source: ChunkSource | None = None,
+        strict: bool = False,
     ) -> None:
         self.header = header
         self.profile = header.profile
@@ -125,11 +151,64 @@ class Validator:
         self.dates = DateOptions(timezone, date_format or None, dayfirst)
         self._zone = ZoneInfo(timezone)
         self.columns = [p for p in PROPERTIES if p in header.columns or p in header.constants]
-        self.checks = build_checks(self.columns, timezone, dates=self.dates, profile=self.profile)
-        self.schema = build_schema(self.checks)
+        # derived properties read their source column (header.columns) through their rule
+        derived = match_header(self.profile, header.names).derived
+        self.derived = {p: r for p, r in derived.items() if p in header.columns}
+        self.types = TypeNames(self.profile.type_names, strict=strict)
+        self._finder = self._order_finder(source)
+        self._build_checks()
         self._seen = np.empty(0, dtype=np.uint64)  # sorted key hashes of earlier chunks
         self._seen_lines = np.empty(0, dtype=np.int64)  # their first lines, in the same order
         self._check_constants()
+
+    @property
+    def notes(self) -> list[Note]:
+        """What to tell the operator once for the file, in the order it was found."""
+        found = [*self.types.notes]
+        if self._finder is not None:
+            found += self._finder.notes
+        return sorted(found, key=lambda n: n.line)
+
+    @property
+    def date_order(self) -> DateOrder:
+        """How day and month are told apart: given, inferred (and from which line), unknown."""
+        if self.dates.date_format:
+            return DateOrder(None, "format")
+        if self._finder is None:
+            return DateOrder(self.dates.dayfirst, "given")
+        return self._finder.order
+
+    def _order_finder(self, source: ChunkSource | None) -> OrderFinder | None:
+        """The finder of the date order, when the settings leave it to the file."""
+        if self.dates.date_format or self.dates.dayfirst is not None:
+            return None
+        columns = [self.header.columns[p] for p in DATE_PROPERTIES if p in self.header.columns]
+        if source is None:
+            return OrderFinder(columns, None)
+        return OrderFinder(columns, lambda: ((c.raw, c.lines) for c in source.chunks()))
+
+    def _build_checks(self) -> None:
+        self.checks = build_checks(
+            self.columns, self.timezone, dates=self.dates, profile=self.profile
+        )
+        for col in (DEVICE, UPN, KEY_USAGES, ISSUER, SUBJECT):  # EKUs have their own check
+            if (
+                col in self.checks
+                and self._typed(col)
+                and (self.types.strict or col in REQUIRED_CELLS)
+            ):
+                reason = self.types.reason(self.header.columns[col])
+                self.checks[col].insert(0, Check(reason, lambda s: s != rules.DOTNET_TYPE))
+        self.schema = build_schema(self.checks)
+
+    def _typed(self, prop: str) -> bool:
+        """Whether ``prop``'s cells may be .NET type names: text (an optional one, an issuer or
+        a subject), read from a column of the file."""
+        return (
+            prop in (DEVICE, UPN, KEY_USAGES, EXTENDED_KEY_USAGES, ISSUER, SUBJECT)
+            and prop in self.header.columns
+            and prop not in self.derived
+        )
 
     def _check_constants(self) -> None:
         """A constant from the settings that Graph would refuse is a usage error, up front."""
@@ -147,28 +226,37 @@ class Validator:
         if wrong:
             raise ConfigError(wrong)
 
-    def _cells(self, raw: pd.DataFrame, prop: str) -> pd.Series:
+    def _cells(self, chunk: Chunk, prop: str) -> pd.Series:
+        """The cells of ``prop`` as the checks see them: the profile's empty markers empty,
+        derived cells made, .NET type names in optional columns cleaned."""
+        raw = chunk.raw
         if prop in self.header.constants:
             return pd.Series(self.header.constants[prop], index=raw.index, dtype=str)
-        s = raw[self.header.columns[prop]]
+        column = self.header.columns[prop]
+        s = raw[column]
         empty = self.profile.empty
         if empty:
             s = s.mask(s.str.strip().isin(empty), "")
+        if prop in self.derived:
+            return self.derived[prop].apply(s)
+        if self._typed(prop):
+            s = self.types.clean(s, column, chunk.lines, required=prop in REQUIRED_CELLS)
         return s
 
     def _normalise(
-        self, raw: pd.DataFrame
+        self, chunk: Chunk
     ) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(normalised cells, positions whose cells may fail a check, epoch seconds of dates).
 
         Each column's cheap test picks the cells that need normalising; the other cells are
-        kept as they are, and pass every check of their column.
+        kept as they are, and pass every check of their column. Dates come last: the chunk's
+        date cells may first have to decide the order of day and month.
         """
         columns: dict[str, pd.Series] = {}
         suspects: dict[str, np.ndarray] = {}
         parsed: dict[str, np.ndarray] = {}
         for col in self.columns:
-            s = self._cells(raw, col)
+            s = self._cells(chunk, col)
             if col == REVOKE_STATUS and self.profile.revoke_status:
                 # few distinct values: the table maps each once; check what it did not map
                 s = rules.map_distinct(
@@ -184,19 +272,43 @@ class Validator:
                 parsed[col] = stamps
             else:
                 plain = self._plain(col, s)
-            where = np.flatnonzero(~plain)
-            suspects[col] = where
-            if len(where):
-                cells = s.iloc[where].reset_index(drop=True)
-                if col in DATE_PROPERTIES:
-                    cells, stamps = self._parse_dates(cells.str.strip())
-                    parsed[col][where] = stamps
-                else:
-                    cells = self._normalise_cells(col, cells)
-                s = replace_cells(s, where, cells)
+            suspects[col] = np.flatnonzero(~plain)
             columns[col] = s
-        frame = pd.DataFrame(columns, index=raw.index, copy=False)
+        dates = {c: (columns[c], suspects[c]) for c in parsed if len(suspects[c])}
+        if dates and self._finder is not None and not self._finder.order.final:
+            self._decide_order(chunk, dates)
+        for col in self.columns:
+            where = suspects[col]
+            if (col == REVOKE_STATUS and self.profile.revoke_status) or not len(where):
+                continue
+            s = columns[col]
+            cells = s.iloc[where].reset_index(drop=True)
+            if col in DATE_PROPERTIES:
+                cells, stamps = self._parse_dates(cells.str.strip())
+                parsed[col][where] = stamps
+            else:
+                cells = self._normalise_cells(col, cells)
+            columns[col] = replace_cells(s, where, cells)
+        frame = pd.DataFrame(columns, index=chunk.raw.index, copy=False)
         return frame, suspects, parsed
+
+    def _decide_order(self, chunk: Chunk, dates: dict[str, tuple[pd.Series, np.ndarray]]) -> None:
+        """Let the chunk's date cells that need an order decide it (or the file's, read ahead)."""
+        assert self._finder is not None
+        needing: dict[str, tuple[pd.Series, np.ndarray]] = {}
+        for col, (s, where) in dates.items():
+            cells = s.iloc[where]
+            shaped = year_last(cells)
+            if shaped.any():
+                needing[self.header.label(col)] = (cells[shaped], chunk.lines[where[shaped]])
+        if not needing:
+            return
+        order = self._finder.observe(needing)
+        if order.how == "inferred" and order.evidence is not None:
+            self.dates = replace(
+                self.dates, dayfirst=order.dayfirst, inferred_from=order.evidence.line
+            )
+            self._build_checks()
 
     def _plain(self, col: str, s: pd.Series) -> np.ndarray:
         """Cells of ``col`` that normalising keeps as they are and that pass its checks."""
@@ -233,6 +345,7 @@ class Validator:
         shaped = s.str.fullmatch(ISO).to_numpy(dtype=bool)
         offset = s.str.contains(OFFSET, regex=True).to_numpy(dtype=bool)
         out = np.full(len(s), BAD_FORMAT, dtype=object)
+        out[shaped] = BAD_ISO  # replaced below by every shaped cell that parses
         out[text == ""] = ""
         stamps = np.full(len(s), np.nan)
         for aware in (True, False):
@@ -310,7 +423,7 @@ class Validator:
 
     def validate(self, chunk: Chunk) -> ValidatedChunk:
         """Normalise and check one chunk; problems are keyed by position in the chunk."""
-        values, suspects, parsed = self._normalise(chunk.raw)
+        values, suspects, parsed = self._normalise(chunk)
         problems: dict[int, list[Problem]] = {}
         lines = chunk.lines
 
@@ -338,13 +451,32 @@ class Validator:
         for pos, fault in chunk.faults.items():
             # a record that is not a row: its cells mean nothing, only the fault is reported
             problems[pos] = [Problem(int(lines[pos]), fault.column, fault.reason, fault.value)]
-        self._check_keys(values, lines, problems, chunk.faults)
+        excluded = self._excluded(chunk)
+        for pos in excluded:
+            problems.pop(pos, None)  # a denied request has no hash: that is no problem of it
+        self._check_keys(values, lines, problems, {**chunk.faults, **excluded})
         valid = np.ones(len(values), dtype=bool)
+        valid[list(excluded)] = False
         if problems:
             valid[list(problems)] = False
             for plist in problems.values():
                 plist.sort(key=lambda p: (p.column is None, p.column or ""))
-        return ValidatedChunk(chunk, values, valid, problems)
+        return ValidatedChunk(chunk, values, valid, problems, excluded)
+
+    def _excluded(self, chunk: Chunk) -> dict[int, str]:
+        """The records the profile says are not certificates (a denied request), and why."""
+        out: dict[int, str] = {}
+        for prop in self.profile.exclude:
+            column = self.header.columns.get(prop)
+            if column is None:
+                continue
+            cells = chunk.raw[column]
+            reasons = {c: self.profile.excluded(prop, c) for c in cells.unique()}
+            why = cells.map(reasons)
+            for pos in np.flatnonzero(why.notna().to_numpy()).tolist():
+                if pos not in chunk.faults:
+                    out.setdefault(pos, str(why.iloc[pos]))
+        return out
 
     def _collect(
         self,

@@ -17,12 +17,14 @@ from helpers import ODATA
 from importer.config import load_settings
 from importer.errors import ConfigError, InputError, UsageError
 from importer.input.mapping import build_bodies
-from importer.input.profiles import ColumnSetting, fold, load_profiles
+from importer.input.profiles import ColumnSetting, fold, load_profiles, parse_profile
 from importer.input.rules import eku_value, key_usage_value
 from importer.input.schema import Validator
 from importer.input.source import CsvSource
 
 ISSUER = ColumnSetting("certificateIssuerName", constant="CN=Contoso Issuing CA 01")
+# every built-in profile, in the order auto-detection tries them
+PROFILES = "graph, adcs, powershell, pspki, pspkiaudit"
 
 
 def read(
@@ -67,7 +69,7 @@ def test_adcs_export_with_issuer_constant_and_month_first_dates(tmp_path: Path) 
         '"12/31/2026 11:59 PM","pc02.contoso.com","CN=pc02.contoso.com","21 -- Revoked",'
         '"3/1/2025 9:00 AM"',
         f'"14","6100000004","{HASH.replace("ac", "cc", 1)}","1/5/2025 10:32 AM",'
-        '"1/5/2027 10:32 AM","pc03.contoso.com","CN=pc03.contoso.com","31 -- Denied","EMPTY"',
+        '"1/5/2027 10:32 AM","pc03.contoso.com","CN=pc03.contoso.com","12 -- Archived","EMPTY"',
     )
     device = ColumnSetting("managedDeviceDisplayName", headers=("Issued Common Name",))
     src, sent, problems = read(
@@ -75,11 +77,11 @@ def test_adcs_export_with_issuer_constant_and_month_first_dates(tmp_path: Path) 
         columns=[ISSUER, device],
         dates={"dayfirst": False, "timezone": "America/New_York"},
     )
-    assert src.header.chosen == "profile adcs (auto: best match of graph, adcs, powershell)"
+    assert src.header.chosen == f"profile adcs (auto: best match of {PROFILES})"
     assert src.header.ignored == ("Request ID",)
     assert problems == [
-        "f:4: column Request Disposition: '31 -- Denied' is not a status known to profile adcs "
-        "(20 -> none, 21 -> revoked)"
+        "f:4: column Request Disposition: '12 -- Archived' is not a status known to profile "
+        "adcs (20 -> none, 21 -> revoked)"
     ]
     common = {"@odata.type": ODATA, "certificateIssuerName": "CN=Contoso Issuing CA 01"}
     assert sent == [
@@ -122,7 +124,7 @@ def test_adcs_without_issuer_lists_what_is_missing_and_how_to_set_it(tmp_path: P
     assert error.reason.startswith("missing required column(s): certificateIssuerName; ")
     assert error.reason.endswith("'Request Disposition', 'Revocation Date'")
     assert error.hint is not None
-    assert "profile adcs (auto: best match of graph, adcs, powershell)" in error.hint
+    assert f"profile adcs (auto: best match of {PROFILES})" in error.hint
     assert 'certificateIssuerName = "Your header" or { value = "..." }' in error.hint
 
 
@@ -165,11 +167,11 @@ def test_powershell_utf16_export_with_names_for_usages(tmp_path: Path) -> None:
     src, sent, problems = read(path, dates={"dayfirst": True, "timezone": "Europe/Berlin"})
     assert src.header.profile.name == "powershell"
     assert src.header.ignored == ("HasPrivateKey",)
-    assert problems == [
-        "f:4: column EnhancedKeyUsageList: "
-        "'System.Collections.Generic.List`1[Microsoft.PowerShell.Co...' is a .NET type name, "
-        "not a list of EKUs: in PowerShell export EnhancedKeyUsageList with -join ', '"
-    ]
+    # a type name instead of the list: sent without EKUs (tests/unit/test_typenames.py)
+    assert problems == []
+    assert [line for line, _ in sent] == [3, 4]
+    assert "certificateExtendedKeyUsages" not in sent[1][1]
+    sent = sent[:1]
     assert sent == [
         (
             3,
@@ -555,3 +557,39 @@ def test_unreadable_local_dates(
     )
     _, _, problems = read(path, dates=options)
     assert problems == [f"f:2: column NotBefore: '{cell}' {reason}"]
+
+
+def test_adcs_requests_that_are_not_certificates_are_excluded_not_rejected(tmp_path: Path) -> None:
+    """Denied, pending and failed requests: excluded with the profile's reason, and they take
+    no part in the key checks (their empty hash is no problem, nor a duplicate)."""
+    path = adcs(
+        tmp_path,
+        f'"12","6100000002a4f8","{HASH}","1/5/2025 10:32 AM","1/5/2027 10:32 AM",'
+        '"pc01.contoso.com","CN=pc01.contoso.com","20 -- Issued","EMPTY"',
+        '"13","EMPTY","EMPTY","EMPTY","EMPTY","EMPTY","EMPTY","31 -- Denied","EMPTY"',
+        '"14","EMPTY","EMPTY","EMPTY","EMPTY","EMPTY","EMPTY","9 -- Pending","EMPTY"',
+        f'"15","6100000004","{HASH}","1/5/2025 10:32 AM","1/5/2027 10:32 AM",'
+        '"pc01.contoso.com","CN=pc01.contoso.com","30 -- Failed","EMPTY"',
+        '"16","EMPTY","EMPTY","EMPTY","EMPTY","EMPTY","EMPTY","31 -- Verweigert","EMPTY"',
+    )
+    src = CsvSource(path, chunk_size=10, encoding="auto", columns=[ISSUER])
+    check = Validator(src.header, dayfirst=False, timezone="America/New_York")
+    (vc,) = [check.validate(chunk) for chunk in src.chunks()]
+    assert vc.valid.tolist() == [True, False, False, False, False]
+    assert vc.problems == {}
+    assert sorted(vc.excluded) == [1, 2, 3, 4]
+    assert vc.excluded[1].startswith("denied request")
+    assert vc.excluded[2].startswith("pending request")
+    assert vc.excluded[4].startswith("denied request")  # a localized text matches by its code
+
+
+def test_an_exclusion_table_must_name_a_graph_property(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_profile(
+            {"exclude": {"disposition": {"31": "denied"}, "certificateRevokeStatus": "x"}},
+            name="mine",
+            origin="mine.toml",
+        )
+    text = str(caught.value)
+    assert "[exclude.disposition]: 'disposition' is not a Graph property" in text
+    assert "[exclude.certificateRevokeStatus] must be a table" in text
