@@ -12,9 +12,11 @@ VALID = "valid"  # validate / dry-run / plan: would be sent
 SKIPPED = "skipped"  # already created with the same body (journal): not sent
 CHANGED = "changed"  # already created with another body: not sent (``--update`` PATCHes it)
 UPDATED = "updated"  # PATCHed to the id the journal knows
+EXCLUDED = "excluded"  # not a certificate (a denied or pending request): never sent
 DELETED = "deleted"  # verify --delete-duplicates removed this extra copy (not a row status)
-STATUSES = (CREATED, UPDATED, SKIPPED, CHANGED, REJECTED, FAILED, UNKNOWN, VALID)
-DONE = frozenset({CREATED, UPDATED, SKIPPED})  # nothing left to do for the row
+STATUSES = (CREATED, UPDATED, SKIPPED, CHANGED, EXCLUDED, REJECTED, FAILED, UNKNOWN, VALID)
+DONE = frozenset({CREATED, UPDATED, SKIPPED})  # the row is in Graph: nothing left to do
+SETTLED = DONE | {EXCLUDED}  # nothing left to do, in Graph or not meant for it
 RETRY_STATUSES = (FAILED, UNKNOWN)  # what ``retry`` sends again from a run's failed.csv
 
 

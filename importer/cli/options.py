@@ -24,7 +24,10 @@ INPUT_OPTIONS = [
     click.option(
         "--profile",
         metavar="NAME",
-        help="auto, graph, adcs, powershell, or a profile .toml [auto: chosen from the header].",
+        help=(
+            "auto, graph, adcs, powershell, pspki, pspkiaudit, or a profile .toml "
+            "[auto: chosen from the header]."
+        ),
     ),
     click.option(
         "--encoding",

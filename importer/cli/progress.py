@@ -13,7 +13,16 @@ import sys
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
-from importer.outcome import CHANGED, CREATED, FAILED, REJECTED, SKIPPED, UNKNOWN, UPDATED
+from importer.outcome import (
+    CHANGED,
+    CREATED,
+    EXCLUDED,
+    FAILED,
+    REJECTED,
+    SKIPPED,
+    UNKNOWN,
+    UPDATED,
+)
 from importer.reports.timeline import format_duration
 
 if TYPE_CHECKING:
@@ -24,7 +33,7 @@ if TYPE_CHECKING:
 REFRESH_PER_SECOND = 4
 # Counts always shown on the display; the other statuses appear once they are not zero.
 SHOWN_ALWAYS = (CREATED, SKIPPED, REJECTED, FAILED)
-SHOWN_WHEN_SEEN = (UPDATED, CHANGED, UNKNOWN)
+SHOWN_WHEN_SEEN = (UPDATED, CHANGED, EXCLUDED, UNKNOWN)
 
 
 def _number(value: float) -> str:

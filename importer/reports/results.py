@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from importer.outcome import DONE, VALID, Outcome
+from importer.outcome import SETTLED, VALID, Outcome
 
 RESULT_COLUMNS = (
     "line",
@@ -37,7 +37,7 @@ RESULT_COLUMNS = (
 )
 ERROR_COLUMN = "import_error"
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_DONE = DONE | {VALID}  # rows that need nothing more: not written to failed.csv
+_DONE = SETTLED | {VALID}  # rows that need nothing more: not written to failed.csv
 
 
 def neutralise(cell: str) -> str:
@@ -98,8 +98,8 @@ class ErrorDigest:
         self.groups: dict[tuple[str, str], tuple[list[int], list[tuple[int, str]]]] = {}
 
     def add(self, line: int, outcome: Outcome) -> None:
-        """Count one row's outcome (rows that are done are ignored)."""
-        if outcome.status in DONE:
+        """Count one row's outcome (rows that are done or excluded are ignored)."""
+        if outcome.status in SETTLED:
             return
         key = (outcome.status, outcome.error_code or "-")
         group = self.groups.get(key)

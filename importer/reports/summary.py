@@ -15,6 +15,7 @@ from importer import errors
 from importer.outcome import (
     CHANGED,
     CREATED,
+    EXCLUDED,
     FAILED,
     REJECTED,
     SKIPPED,
@@ -62,10 +63,10 @@ class RunSummary:
 
 # The statuses each mode can produce, in the order they are shown.
 MODE_STATUSES: dict[str, tuple[str, ...]] = {
-    "run": (CREATED, UPDATED, SKIPPED, CHANGED, REJECTED, FAILED, UNKNOWN),
-    "plan": (VALID, SKIPPED, CHANGED, REJECTED),
-    "validate": (VALID, REJECTED),
-    "dry-run": (VALID, REJECTED),
+    "run": (CREATED, UPDATED, SKIPPED, CHANGED, EXCLUDED, REJECTED, FAILED, UNKNOWN),
+    "plan": (VALID, SKIPPED, CHANGED, EXCLUDED, REJECTED),
+    "validate": (VALID, EXCLUDED, REJECTED),
+    "dry-run": (VALID, EXCLUDED, REJECTED),
 }
 EXIT_MEANINGS = {
     errors.EXIT_OK: "every row done",

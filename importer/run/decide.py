@@ -12,7 +12,8 @@ For each valid row the journal's entry for its key decides:
 - found in Graph more than once by an adoption → ``rejected`` with every id, never sent;
 - anything else (failed, unknown, refused with another body) → create.
 
-Invalid rows are ``rejected`` with every problem of the row.
+Invalid rows are ``rejected`` with every problem of the row; rows the profile says are not
+certificates (a denied request) are ``excluded`` with the profile's reason.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from importer.input.schema import ValidatedChunk
 from importer.model import DEVICE, THUMBPRINT
 from importer.outcome import (
     CHANGED,
+    EXCLUDED,
     REJECTED,
     SKIPPED,
     Outcome,
@@ -94,6 +96,11 @@ def rejection(vc: ValidatedChunk, pos: int) -> Outcome:
     return Outcome(REJECTED, error_code="InvalidRow", error_message=message)
 
 
+def exclusion(vc: ValidatedChunk, pos: int) -> Outcome:
+    """The outcome of a record the profile says is not a certificate: never sent."""
+    return Outcome(EXCLUDED, error_code="NotACertificate", error_message=vc.excluded[pos])
+
+
 def refused_again(entry: Entry) -> Outcome:
     """A row Graph refused (4xx) last time with the same body: rejected again, not sent."""
     code, message = parse_journal_error(entry.last_error)
@@ -127,6 +134,8 @@ def decide(
     slot = Slice(vc, [None] * len(vc.valid))
     for pos in vc.problems:
         slot.outcomes[pos] = rejection(vc, pos)
+    for pos in vc.excluded:
+        slot.outcomes[pos] = exclusion(vc, pos)
     jobs: list[Job] = []
     for pos, key, thumb, device, body_hash in zip(
         keys.rows, keys.keys, keys.thumbprints, keys.devices, keys.hashes, strict=True
@@ -158,4 +167,4 @@ def decide(
     return slot, jobs
 
 
-__all__ = ["Job", "JobKind", "RowKeys", "Slice", "decide", "rejection", "row_keys"]
+__all__ = ["Job", "JobKind", "RowKeys", "Slice", "decide", "exclusion", "rejection", "row_keys"]

@@ -38,6 +38,9 @@ class Inspection:
     scanned: bool = False  # every record was read and validated (records/rejected are final)
     records: int = 0
     rejected: int = 0
+    excluded: int = 0  # records the profile says are not certificates
+    dates: str = ""  # how day and month are told apart (given, inferred from a line)
+    notes: list[str] = field(default_factory=list)  # what the validator said of the file
     first: list[tuple[int, str]] = field(default_factory=list)  # (line, body or problems)
 
     def lines(self) -> list[str]:
@@ -54,11 +57,22 @@ class Inspection:
             out.append(f"profile    {self.chosen.removeprefix('profile ')}")
         match = self.match
         if match is not None:
+            form = "certutil -view text" if dialect.form == "certutil" else "CSV"
+            what = match.profile.description
+            out.append(f"format     {form}{': ' + what if what else ''}")
+        if match is not None:
             out.append("columns    header -> Graph property")
-            width = max([len(repr(n)) for n in self.names] + [20])
+            # a derived property shows its rule: 'Issued Common Name' as 'CN={}'
+            shown = {
+                p: rule.describe(match.columns[p])
+                for p, rule in match.derived.items()
+                if p in match.columns
+            }
+            width = max([len(repr(n)) for n in self.names] + [len(s) for s in shown.values()])
+            width = max(width, 20)
             for prop in PROPERTIES:
                 if prop in match.columns:
-                    out.append(f"  {match.columns[prop]!r:<{width}} -> {prop}")
+                    out.append(f"  {shown.get(prop, repr(match.columns[prop])):<{width}} -> {prop}")
                 elif prop in match.constants:
                     out.append(f"  {'constant ' + repr(match.constants[prop]):<{width}} -> {prop}")
                 else:
@@ -70,9 +84,15 @@ class Inspection:
                 )
             for name in match.extras:
                 out.append(f"  {name!r:<{width}}    not a Graph property: not sent")
+        if self.dates:
+            out.append(f"dates      {self.dates}")
+        out += [f"note       {note}" for note in self.notes]
         if self.scanned:
-            valid = self.records - self.rejected
-            out.append(f"records    {self.records} ({valid} valid, {self.rejected} rejected)")
+            valid = self.records - self.rejected - self.excluded
+            excluded = f", {self.excluded} excluded" if self.excluded else ""
+            out.append(
+                f"records    {self.records} ({valid} valid, {self.rejected} rejected{excluded})"
+            )
             if self.first:
                 out.append(f"first {len(self.first)} record(s) as they would be sent:")
                 out += [f"  line {line}: {text}" for line, text in self.first]
@@ -117,11 +137,13 @@ def inspect_file(path: str, settings: Settings, *, rows: int = 5) -> Inspection:
         timezone=settings.timezone,
         date_format=settings.date_format or None,
         dayfirst=settings.dayfirst,
+        source=source,
     )
     for chunk in source.chunks():
         vc = validator.validate(chunk)
         inspection.records += len(vc.valid)
         inspection.rejected += len(vc.problems)
+        inspection.excluded += len(vc.excluded)
         wanted = rows - len(inspection.first)
         if wanted <= 0:
             continue
@@ -131,12 +153,20 @@ def inspect_file(path: str, settings: Settings, *, rows: int = 5) -> Inspection:
                 text = "rejected: " + "; ".join(
                     p.describe(path).split(": ", 1)[1] for p in vc.problems[pos]
                 )
+            elif pos in vc.excluded:
+                text = f"excluded: {vc.excluded[pos]}"
             else:
                 body: dict[str, Any] = build_bodies(vc.values, np.array([pos]))[0]
                 text = orjson.dumps(body).decode()
             inspection.first.append((line_number, text))
     inspection.scanned = True
-    inspection.error = _nothing_to_send(path, inspection.records, inspection.rejected)
+    order = validator.date_order
+    if order.how != "given" or order.dayfirst is not None:
+        inspection.dates = order.describe()
+    inspection.notes = [n.describe(path) for n in validator.notes if n.warning]
+    inspection.error = _nothing_to_send(
+        path, inspection.records, inspection.rejected + inspection.excluded
+    )
     return inspection
 
 

@@ -34,6 +34,8 @@ from importer.input.source import Chunk, CsvSource, file_sha256
 from importer.model import DEVICE, THUMBPRINT
 from importer.outcome import (
     DONE,
+    EXCLUDED,
+    SETTLED,
     SKIPPED,
     VALID,
     Outcome,
@@ -44,10 +46,11 @@ from importer.reports.reading import Reading
 from importer.reports.results import ERROR_COLUMN, ReportWriter
 from importer.reports.summary import Mode, RunSummary
 from importer.run.adopt import adopt, needs_adoption
-from importer.run.decide import Job, Slice, decide, rejection, row_keys
+from importer.run.decide import Job, Slice, decide, exclusion, rejection, row_keys
 from importer.run.journal import Journal
 from importer.run.monitor import RunMonitor
 from importer.run.pool import OrderedWrites, PoolSettings, SendPool, log_row
+from importer.run.problems import ProblemEcho
 from importer.send.client import GraphClient
 
 log = logging.getLogger("importer.runner")
@@ -93,37 +96,13 @@ def _slices(vc: ValidatedChunk, size: int) -> Iterator[ValidatedChunk]:
             vc.values.iloc[start:stop].reset_index(drop=True),
             vc.valid[start:stop],
             {p - start: v for p, v in vc.problems.items() if start <= p < stop},
+            {p - start: v for p, v in vc.excluded.items() if start <= p < stop},
         )
 
 
 def _stamp(path: str) -> tuple[int, int]:
     info = os.stat(path)
     return info.st_size, info.st_mtime_ns
-
-
-class _Problems:
-    """Echoes row problems to the operator, up to a limit."""
-
-    def __init__(self, path: str, say: Say, limit: int) -> None:
-        self.path = path
-        self.say = say
-        self.limit = limit
-        self.shown = 0
-        self.total = 0
-
-    def report(self, vc: ValidatedChunk) -> None:
-        for pos in sorted(vc.problems):
-            for problem in vc.problems[pos]:
-                self.total += 1
-                if self.limit == 0 or self.shown < self.limit:
-                    self.shown += 1
-                    self.say(problem.describe(self.path))
-
-    def close(self, out_dir: Path) -> None:
-        if self.total > self.shown:
-            self.say(
-                f"... and {self.total - self.shown} more problem(s): see {out_dir / 'results.csv'}"
-            )
 
 
 class Runner:
@@ -148,6 +127,7 @@ class Runner:
         self.monitor = monitor or RunMonitor()  # live counters: progress display, timeline
         self.stopping = False
         self.pool: SendPool | None = None  # the sending pass, once it has started
+        self.validator: Validator | None = None  # the last pass's, for what it found
         # One thread for chunk work, not a pool: glibc gives every thread its own malloc arena,
         # and chunk-sized allocations spread over several arenas tripled the peak memory.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="certimport-chunks")
@@ -202,10 +182,14 @@ class Runner:
             timezone=settings.timezone,
             date_format=settings.date_format or None,
             dayfirst=settings.dayfirst,
+            source=source,
+            strict=self.request.strict,
         )
 
     def _validated(self, source: CsvSource) -> Iterator[ValidatedChunk]:
-        validator = self._validator(source)
+        """The file's chunks, validated; once they are all read, :attr:`validator` is the
+        validator that read them (its notes and date order are the whole file's)."""
+        validator = self.validator = self._validator(source)
         selected = self._selector(source)
         for chunk in source.chunks():
             if selected is not None:
@@ -253,7 +237,7 @@ class Runner:
         summary = self._begin_summary(source)
         self._check_target()
         self._announce(source, summary)
-        problems = _Problems(request.path, self.say, request.show_errors)
+        problems = ProblemEcho(request.path, self.say, request.show_errors)
         refuse, records, only = "", 0, None
         if request.mode == "run":
             refuse, records, only = await self._first_pass(source, problems, summary)
@@ -268,6 +252,8 @@ class Runner:
             else:
                 report = None if request.mode == "run" else problems
                 await self._off_loop(self._write_unsent, source, writer, counts, report)
+                if report is not None:
+                    self._tell_notes(report, summary)
                 if not sum(counts.values()):
                     raise InputError(request.path, "no data rows after the header")
         except BaseException:
@@ -321,13 +307,14 @@ class Runner:
             self.say(f"warning: {warning}")
 
     async def _first_pass(
-        self, source: CsvSource, problems: _Problems, summary: RunSummary
+        self, source: CsvSource, problems: ProblemEcho, summary: RunSummary
     ) -> tuple[str, int, ValidatedChunk | None]:
         """Validate the whole file before anything is sent: (refusal, records, the only chunk)."""
         request = self.request
         self.monitor.phase = "validating"
         before = _stamp(request.path)
         records, invalid, only = await self._off_loop(self._scan, source, problems)
+        self._tell_notes(problems, summary)
         if _stamp(request.path) != before:
             raise InputError(
                 request.path,
@@ -348,6 +335,17 @@ class Runner:
             refuse = f"--strict: {invalid} invalid row(s), nothing was posted"
         self._guard_shrink(summary.input, records)
         return refuse, records, only
+
+    def _tell_notes(self, problems: ProblemEcho, summary: RunSummary) -> None:
+        """Say what the validator found about the whole file; an inferred date order is
+        recorded as if it had been given, so that ``retry`` reads the file the same way."""
+        validator = self.validator
+        if validator is None:
+            return
+        summary.warnings += problems.notes(validator.notes)
+        order = validator.date_order
+        if order.how == "inferred" and order.dayfirst is not None:
+            summary.reading["dayfirst"] = order.dayfirst
 
     async def _second_pass(
         self,
@@ -446,13 +444,13 @@ class Runner:
         if refused:
             return errors.EXIT_USAGE
         if summary.mode == "run":
-            done = sum(summary.counts[s] for s in DONE)
+            done = sum(summary.counts[s] for s in SETTLED)
         else:
-            done = summary.counts[VALID] + summary.counts[SKIPPED]
+            done = summary.counts[VALID] + summary.counts[SKIPPED] + summary.counts[EXCLUDED]
         return errors.EXIT_OK if done == summary.records else errors.EXIT_INCOMPLETE
 
     def _scan(
-        self, source: CsvSource, problems: _Problems
+        self, source: CsvSource, problems: ProblemEcho
     ) -> tuple[int, int, ValidatedChunk | None]:
         """The first pass: (records, invalid records, the chunk if the file is only one).
 
@@ -474,7 +472,7 @@ class Runner:
         source: CsvSource,
         writer: ReportWriter,
         counts: Counter[str],
-        problems: _Problems | None,
+        problems: ProblemEcho | None,
     ) -> None:
         """validate / dry-run / plan / strict refusal: outcomes without any request."""
         valid = Outcome(VALID)
@@ -482,7 +480,12 @@ class Runner:
             if problems is not None:
                 problems.report(vc)
             outcomes: list[Outcome] = [
-                rejection(vc, pos) if pos in vc.problems else valid for pos in range(len(vc.valid))
+                rejection(vc, pos)
+                if pos in vc.problems
+                else exclusion(vc, pos)
+                if pos in vc.excluded
+                else valid
+                for pos in range(len(vc.valid))
             ]
             if self.request.mode == "dry-run":
                 build_bodies(vc.values, np.flatnonzero(vc.valid))

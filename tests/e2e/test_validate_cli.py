@@ -207,7 +207,8 @@ def test_show_errors_limits_the_echo_not_the_reports(tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [
         f"{path}:2: column certificateRevokeStatus: 'gone' {R_STATUS}",
         f"{path}:3: column certificateRevokeStatus: 'gone' {R_STATUS}",
-        f"... and 3 more problem(s): see {Path('out') / 'results.csv'}",
+        f"{path}: 3 more line(s) where column certificateRevokeStatus {R_STATUS}",
+        f"every problem is in {Path('out') / 'results.csv'}",
     ]
     assert len(read_results(tmp_path / "out")) == 5
 
@@ -231,10 +232,14 @@ SAMPLE_CASES = [
             "{path}:9: column certificateSubjectName: "
             f"'CN=Dora Smith\\nOU=Staff, O=Contoso Ltd' {R_CONTROL}",
             f"{{path}}:11: column certificateIssuerName: '' {R_REQUIRED}",
-            "{path}:12: column certificateExpirationDateTime: '31/12/2026' is not ISO 8601 and "
+            "{path}:12: column certificateExpirationDateTime: '05/06/2026' is not ISO 8601 and "
             "its day and month order is unknown: pass --dayfirst or --monthfirst, or --date-format",
             f"{{path}}:12: column certificateRevokeStatus: 'unknown' {R_STATUS}",
             f"{{path}}:12: column certificateThumbprint: '' {R_REQUIRED}",
+            # said once for the file, after its rows
+            "warning: {path}:12: dates are not ISO 8601 and none of them tells the day from the "
+            "month (no field above 12): rows with such dates are rejected: pass --dayfirst or "
+            "--monthfirst, or --date-format",
         ],
         {"valid": 3, "rejected": 9},
     ),
