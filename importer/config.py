@@ -441,3 +441,8 @@ def load_settings(
     if token:
         settings = replace(settings, access_token=Secret(token))
     return settings
+
+
+def tenant_of(settings: Settings) -> str:
+    """The tenant a journal belongs to: the setting, else AZURE_TENANT_ID (as auth uses it)."""
+    return settings.tenant_id or os.environ.get("AZURE_TENANT_ID", "")

@@ -38,7 +38,7 @@ SECRET_VARIABLES = (
     "MSI_SECRET",
 )
 MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words
-_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(run_id)s]: %(message)s"
 # Loggers whose records our handlers take: ours, and azure-identity's (its warnings would
 # otherwise reach stderr through logging's last-resort handler, outside JSON mode).
 _OWN = "importer"
@@ -69,6 +69,27 @@ _PATTERNS = (
 )
 # Replaced, never mutated: log records are also formatted on the chunk-reading thread.
 _secrets: frozenset[str] = frozenset()
+_run_id = "-"  # the command's run id, on every record (set_run_id)
+
+
+def new_run_id() -> str:
+    """A run id: the UTC start time to the microsecond, ``2026-12-02T151500.123456Z``.
+
+    One per command: the journal, summary.json, report.html, the metrics and every log record
+    carry the same one.
+    """
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S.%fZ")
+
+
+def set_run_id(run_id: str) -> None:
+    """Stamp every log record from now on with ``run_id``."""
+    global _run_id
+    _run_id = run_id or "-"
+
+
+def run_id() -> str:
+    """The run id records are stamped with ("-" before a command sets one)."""
+    return _run_id
 
 
 def register_secret(value: str | None) -> None:
@@ -111,6 +132,15 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class RunIdFilter(logging.Filter):
+    """Gives every record the command's ``run_id`` (unless the call gave its own)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "run_id"):
+            record.run_id = _run_id
+        return True
+
+
 class _SkipEchoed(logging.Filter):
     """Drops records the CLI has already shown on the console (``extra={"echoed": True}``)."""
 
@@ -144,6 +174,14 @@ class JsonFormatter(logging.Formatter):
         if record.exc_text:
             entry["exception"] = record.exc_text
         return orjson.dumps(entry, default=str).decode()
+
+
+def json_line(logger: logging.Logger, level: int, message: str, **fields: Any) -> str:
+    """One record of ``logger`` as the JSON console writes it (stamped and redacted)."""
+    record = logger.makeRecord(logger.name, level, "", 0, message, (), None, extra=fields)
+    RunIdFilter().filter(record)
+    RedactingFilter().filter(record)
+    return JsonFormatter().format(record)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -182,6 +220,7 @@ def configure_logging(
     quiet: bool = False,
     log_format: LogFormat = "text",
     log_file: str | os.PathLike[str] | None = None,
+    file_format: LogFormat | None = None,
     secrets: Iterable[str] = (),
 ) -> None:
     """Install the console (and file) handlers on the ``importer`` and ``azure`` loggers.
@@ -194,15 +233,18 @@ def configure_logging(
         register_secret(value)
     file_handler = _open_log_file(Path(log_file)) if log_file else None
     redacting = RedactingFilter()
+    stamping = RunIdFilter()
     console = _StderrHandler()
     console.setLevel(console_level(verbose, quiet))
     console.setFormatter(_formatter(log_format))
+    console.addFilter(stamping)
     console.addFilter(redacting)
     console.addFilter(_SkipEchoed())
     handlers: list[logging.Handler] = [console]
     if file_handler is not None:
         file_handler.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
-        file_handler.setFormatter(_formatter(log_format))
+        file_handler.setFormatter(_formatter(file_format or log_format))
+        file_handler.addFilter(stamping)
         file_handler.addFilter(redacting)
         handlers.append(file_handler)
     levels = {
@@ -225,9 +267,14 @@ __all__ = [
     "JsonFormatter",
     "LogFormat",
     "RedactingFilter",
+    "RunIdFilter",
     "configure_logging",
     "console_level",
+    "json_line",
+    "new_run_id",
     "redact",
     "register_environment_secrets",
     "register_secret",
+    "run_id",
+    "set_run_id",
 ]

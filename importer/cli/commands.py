@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -73,8 +73,18 @@ def emulator_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[.
     return click.option("--emulator", "use_emulator", is_flag=True, help=help_text)
 
 
+SUMMARY_FORMAT_OPTION = click.option(
+    "--format",
+    "summary_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="The summary on stdout: a table, or one JSON object (summary.json's) [text].",
+)
+
+
 @click.command()
 @common()
+@SUMMARY_FORMAT_OPTION
 def validate(
     path: str,
     out: str | None,
@@ -84,6 +94,7 @@ def validate(
     verbose: int,
     inputs: dict[str, Any],
     console: Console,
+    summary_format: Literal["text", "json"],
 ) -> None:
     """Check PATH without sending anything; write results.csv and failed.csv.
 
@@ -94,6 +105,7 @@ def validate(
       certimport validate inventory.csv --out out/check
     """
     console.setup_logging(verbose)
+    console.summary_format = summary_format
     job = Execution(
         "validate",
         out=out,
@@ -186,6 +198,7 @@ def run(
 @common()
 @STATE_DIR_OPTION
 @click.option("--update", is_flag=True, help="Plan PATCHes for rows whose values changed.")
+@SUMMARY_FORMAT_OPTION
 def plan(
     path: str,
     out: str | None,
@@ -197,6 +210,7 @@ def plan(
     console: Console,
     state_dir: str | None,
     update: bool,
+    summary_format: Literal["text", "json"],
 ) -> None:
     """Say what a run of PATH would create, skip, reject or flag as changed; send nothing.
 
@@ -208,6 +222,7 @@ def plan(
       certimport plan inventory.csv --config /etc/certimport.toml
     """
     console.setup_logging(verbose)
+    console.summary_format = summary_format
     job = Execution(
         "plan",
         out=out,

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
+import orjson
 
 from importer import errors
 from importer.errors import CertImportError
-from importer.logs import LogFormat, configure_logging
+from importer.logs import LogFormat, configure_logging, json_line
 
 if TYPE_CHECKING:
     from importer.reports.summary import RunSummary
@@ -56,7 +57,9 @@ class Console:
     quiet: bool = False
     log_format: LogFormat = "text"
     log_file: str | None = None
+    log_file_format: LogFormat | None = None  # None: as log_format
     metrics_file: str | None = None
+    summary_format: LogFormat = "text"  # validate/plan --format: their stdout summary
     rename: Callable[[str], str] = field(default=str, repr=False)
 
     def say(self, message: str) -> None:
@@ -67,10 +70,13 @@ class Console:
         """
         message = self.rename(message)
         error = message.startswith(("error:", "internal error:"))
-        if error or not self.quiet:
-            print(message, file=sys.stderr, flush=True)
         warning = message.startswith("warning:")
         level = logging.ERROR if error else logging.WARNING if warning else logging.INFO
+        if error or not self.quiet:
+            if self.log_format == "json":  # stderr carries JSON lines only
+                print(json_line(log, level, message, event="message"), file=sys.stderr, flush=True)
+            else:
+                print(message, file=sys.stderr, flush=True)
         log.log(level, message, extra={"event": "message", "echoed": True})
 
     def setup_logging(self, verbose: int) -> None:
@@ -81,6 +87,7 @@ class Console:
                 quiet=self.quiet,
                 log_format=self.log_format,
                 log_file=self.log_file,
+                file_format=self.log_file_format,
             )
         except OSError as exc:
             raise click.UsageError(f"--log-file {self.log_file}: {exc.strerror or exc}") from exc
@@ -123,28 +130,41 @@ class Console:
         steps = next_steps(summary)
         _log_summary(summary, steps)
         to_stderr = summary.mode in ("run", "dry-run")
+        if not to_stderr and self.summary_format == "json":
+            click.echo(orjson.dumps({**summary.as_dict(), "next": steps}).decode())
+            return
         if to_stderr and self.quiet:
+            return
+        if to_stderr and self.log_format == "json":  # the summary is one JSON event
+            message, fields = _summary_event(summary, steps)
+            click.echo(json_line(log, logging.INFO, message, **fields), err=True)
             return
         click.echo(self.rename("\n".join(summary_lines(summary, steps))), err=to_stderr)
 
 
 def _log_summary(summary: RunSummary, steps: list[str]) -> None:
+    message, fields = _summary_event(summary, steps)
+    log.info(message, extra={**fields, "echoed": True})
+
+
+def _summary_event(summary: RunSummary, steps: list[str]) -> tuple[str, dict[str, object]]:
+    """The run summary as one log event: (message, fields)."""
     counts = summary.counts
-    log.info(
-        "%s finished with exit %d: %s; reports in %s",
-        summary.mode,
-        summary.exit_code,
-        ", ".join(f"{status} {n}" for status, n in counts.items() if n) or "no rows",
-        summary.out_dir,
-        extra={
+    done = ", ".join(f"{status} {n}" for status, n in counts.items() if n) or "no rows"
+    return (
+        f"{summary.mode} finished with exit {summary.exit_code}: {done}; "
+        f"reports in {summary.out_dir}",
+        {
             "event": "summary",
-            "echoed": True,
             "mode": summary.mode,
             "command": summary.command or summary.mode,
             "input": summary.input,
             "out_dir": summary.out_dir,
             "records": summary.records,
             "counts": {k: v for k, v in counts.items() if v},
+            "not_sent": summary.not_sent,
+            "reconciled": summary.reconciled,
+            "top_errors": summary.top_errors,
             "requests": summary.requests,
             "throttled": summary.throttled,
             "retries": summary.retries,
@@ -152,6 +172,7 @@ def _log_summary(summary: RunSummary, steps: list[str]) -> None:
             "rows_per_second": summary.rows_per_second,
             "exit_code": summary.exit_code,
             "stopped": summary.stopped,
+            "report": str(Path(summary.out_dir) / "report.html"),
             "next": steps,
         },
     )
@@ -159,17 +180,14 @@ def _log_summary(summary: RunSummary, steps: list[str]) -> None:
 
 def summary_lines(summary: RunSummary, steps: list[str]) -> list[str]:
     """The run summary table, one line a fact."""
-    from importer.reports.summary import shown_statuses
+    from importer.reports.summary import shown_counts
     from importer.reports.timeline import format_duration
 
-    counts = summary.counts
     width = max(7, len(f"{summary.records:,}"))
     lines = [f"certimport {summary.command or summary.mode}: {summary.input}"]
-    lines += [
-        f"  {name:<10} {counts.get(name, 0):>{width},}"
-        for name in shown_statuses(summary.mode, counts)
-    ]
+    lines += [f"  {name:<10} {count:>{width},}" for name, count in shown_counts(summary)]
     lines.append(f"  {'records':<10} {summary.records:>{width},}")
+    lines += _error_lines(summary)
     if summary.mode == "run":
         lines.append(
             f"  requests   {summary.requests:,} · 429s {summary.throttled:,} · "
@@ -189,6 +207,21 @@ def summary_lines(summary: RunSummary, steps: list[str]) -> list[str]:
     lines.append(f"  report     {report} (with results.csv, failed.csv, summary.json)")
     lines += [f"  {'next' if i == 0 else '':<10} {step}" for i, step in enumerate(steps)]
     return lines
+
+
+def _error_lines(summary: RunSummary, limit: int = 5) -> list[str]:
+    """The most frequent problems, by column and reason: ``6 × column: reason (lines ...)``."""
+    out = []
+    for i, group in enumerate(summary.top_errors[:limit]):
+        lines = ", ".join(str(example[0]) for example in group["examples"])
+        more = ", ..." if group["rows"] > len(group["examples"]) else ""
+        code = group["code"] if len(group["code"]) <= 90 else group["code"][:87] + "..."
+        head = "errors" if i == 0 else ""
+        out.append(f"  {head:<10} {group['rows']:,} × {code} (line {lines}{more})")
+    rest = len(summary.top_errors) - limit
+    if rest > 0:
+        out.append(f"  {'':<10} and {rest} more kind(s): see report.html")
+    return out
 
 
 __all__ = ["Console", "explain", "summary_lines"]

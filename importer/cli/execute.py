@@ -81,17 +81,24 @@ def _execute(console: Console, path: str, label: str, job: Execution) -> int:
     from importer import aio
     from importer.cli.progress import ProgressDisplay, wants_progress
     from importer.config import config_file
+    from importer.logs import new_run_id, set_run_id
     from importer.reports.metrics import check_metrics_path
     from importer.run.monitor import RunMonitor
     from importer.run.pipeline import RunRequest
     from importer.run.session import Session
 
     arrow_memory_pool()
+    run_id = new_run_id()
+    set_run_id(run_id)  # every log record, the journal, summary.json and the metrics share it
     overrides = console.guard(job.settings_overrides)
     if console.metrics_file and (problem := check_metrics_path(console.metrics_file)):
         console.fail(problem)
     monitor = RunMonitor()
-    progress = job.mode == "run" and wants_progress(sys.stderr, quiet=console.quiet)
+    progress = (
+        job.mode == "run"
+        and console.log_format == "text"  # JSON mode: stderr carries JSON lines only
+        and wants_progress(sys.stderr, quiet=console.quiet)
+    )
     request = RunRequest(
         path=path,
         out_dir=Path(job.out) if job.out else None,
@@ -105,6 +112,7 @@ def _execute(console: Console, path: str, label: str, job: Execution) -> int:
         emulator=job.use_emulator,
         expect_target=job.expect_target,
         label=label,
+        run_id=run_id,
     )
     session = Session(
         config=job.config,

@@ -71,13 +71,19 @@ OUTPUT_OPTIONS = [
         metavar="FILE",
         help="Append the log to FILE: INFO (retries, throttling, messages), DEBUG with -vv.",
     ),
+    click.option(
+        "--log-file-format",
+        type=click.Choice(LOG_FORMATS),
+        default=None,
+        help="The --log-file's format, when not --log-format's (text console, JSON file).",
+    ),
 ]
 METRICS_OPTION = click.option(
     "--metrics-file",
     metavar="PATH",
     help="Write Prometheus metrics of the run to PATH at the end (node_exporter textfile).",
 )
-_OUTPUT_NAMES = ("quiet", "log_format", "log_file", "metrics_file")
+_OUTPUT_NAMES = ("quiet", "log_format", "log_file", "log_file_format", "metrics_file")
 
 CONFIG_OPTION = click.option("--config", "config", metavar="FILE", help="TOML settings file.")
 OUT_OPTION = click.option(

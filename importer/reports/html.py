@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from importer.reports.chart import chart_section
-from importer.reports.summary import exit_meaning, next_steps, shown_statuses
+from importer.reports.summary import exit_meaning, next_steps, shown_counts
 from importer.reports.timeline import Timeline, format_duration
 
 if TYPE_CHECKING:
@@ -33,6 +33,8 @@ _COLOURS = {
     "rejected": "#c62828",
     "failed": "#d84315",
     "unknown": "#6a1b9a",
+    "excluded": "#90a4ae",
+    "not sent": "#9e9e9e",
 }
 _STYLE = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;
@@ -45,7 +47,10 @@ border-bottom:1px solid #e0e0e0;vertical-align:top}td.n{text-align:right;
 font-variant-numeric:tabular-nums;white-space:nowrap}
 .bar{height:.8rem;border-radius:2px;min-width:1px}.muted{color:#666}code{font-size:.9em}
 .facts td:first-child{width:12rem;color:#555}svg text{font:12px system-ui,sans-serif;fill:#444}
-ul.examples{margin:0;padding-left:1.1rem}
+ul.examples{margin:0;padding-left:1.1rem}td.share{width:35%}td.why{font-size:.85em}
+.wide{overflow-x:auto}td{overflow-wrap:anywhere}
+@media (max-width:600px){body{margin:1rem auto;font-size:14px}td.why{display:none}
+.facts td:first-child{width:auto}}
 """
 
 
@@ -67,29 +72,44 @@ def _verdict(code: int) -> tuple[str, str]:
 
 
 def _counts_table(summary: RunSummary) -> str:
-    counts = summary.counts
     total = max(summary.records, 1)
     rows = []
-    for status in shown_statuses(summary.mode, counts):
-        count = counts.get(status, 0)
+    for status, count in shown_counts(summary):
         share = 100.0 * count / total
         colour = _COLOURS.get(status, "#607d8b")
+        ident = status.replace(" ", "-")
         rows.append(
             f'<tr><th scope="row">{_e(status)}</th>'
-            f'<td class="n" id="count-{_e(status)}" data-status="{_e(status)}" '
+            f'<td class="n" id="count-{_e(ident)}" data-status="{_e(status)}" '
             f'data-count="{count}">{count:,}</td>'
             f'<td class="n muted">{share:.1f}%</td>'
-            f'<td style="width:50%"><div class="bar" style="width:{share:.2f}%;'
-            f'background:{colour}"></div></td></tr>'
+            f'<td class="share"><div class="bar" style="width:{share:.2f}%;'
+            f'background:{colour}"></div></td><td class="why muted">'
+            f"{_e(_MEANINGS.get(status, ''))}</td></tr>"
         )
     rows.append(
         f'<tr><th scope="row">records</th><td class="n" id="count-records" '
-        f'data-count="{summary.records}">{summary.records:,}</td><td></td><td></td></tr>'
+        f'data-count="{summary.records}">{summary.records:,}</td><td></td><td></td><td></td></tr>'
     )
     return (
         '<table class="counts"><thead><tr><th>status</th><th class="n">rows</th>'
-        "<th></th><th></th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        "<th></th><th></th><th></th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
     )
+
+
+# What each count means for the operator, beside it.
+_MEANINGS = {
+    "created": "in Graph now",
+    "updated": "in Graph, with the new values",
+    "skipped": "in Graph already, unchanged",
+    "changed": "in Graph with other values: --update applies them",
+    "excluded": "not certificates (e.g. denied requests): never sent",
+    "rejected": "fix the rows in failed.csv and run it",
+    "failed": "retries exhausted: certimport retry sends them again",
+    "not sent": "the run stopped first: certimport retry sends them",
+    "unknown": "sent, no answer: certimport retry looks them up first",
+    "valid": "would be sent",
+}
 
 
 def _facts(summary: RunSummary) -> str:
@@ -99,7 +119,10 @@ def _facts(summary: RunSummary) -> str:
         ("mode", _e(summary.mode)),
     ]
     if summary.target:
-        facts.append(("target", f"<code>{_e(summary.target)}</code>"))
+        tenant = f" (tenant {_e(summary.tenant)})" if summary.tenant else ""
+        facts.append(("target", f"<code>{_e(summary.target)}</code>{tenant}"))
+    if summary.run_id:
+        facts.append(("run id", f'<code id="run-id">{_e(summary.run_id)}</code>'))
     facts += [
         ("started", _e(_when(summary.started))),
         ("finished", _e(_when(summary.finished))),
@@ -135,8 +158,10 @@ def _errors_section(digest: ErrorDigest | None) -> str:
             f'<td class="n">{count:,}</td><td><ul class="examples">{items}</ul></td></tr>'
         )
     return (
-        "<table><thead><tr><th>error code</th><th>status</th><th class='n'>rows</th>"
-        "<th>examples</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        '<div class="wide"><table><thead><tr><th>column: reason, or error code</th>'
+        "<th>status</th><th class='n'>rows</th><th>examples</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></div>"
     )
 
 

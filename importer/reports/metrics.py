@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 PREFIX = "certimport"
 LAST_SUCCESS = f"{PREFIX}_last_success_timestamp_seconds"
 FINISHED_CODES = frozenset({errors.EXIT_OK, errors.EXIT_INCOMPLETE})
-_SAMPLE = re.compile(rf"^{LAST_SUCCESS}(?:\{{\}})?\s+(\S+)")
+_SAMPLE = re.compile(rf"^{LAST_SUCCESS}(?:\{{[^}}]*\}})?\s+(\S+)")
 
 
 def read_last_success(path: str | os.PathLike[str]) -> float | None:
@@ -50,6 +50,19 @@ def _value(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else repr(float(number))
 
 
+def _label(value: str) -> str:
+    """A label value, escaped as the text format wants (backslash, quote, line feed)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def target_label(summary: RunSummary | None) -> str:
+    """The run's target as one label value: the Graph root, and the tenant after a space."""
+    if summary is None or not summary.target:
+        return ""
+    root = summary.target.split("/beta/", 1)[0].split("/v1.0/", 1)[0]
+    return f"{root} {summary.tenant}".strip()
+
+
 def render_metrics(
     summary: RunSummary | None,
     *,
@@ -63,18 +76,36 @@ def render_metrics(
     the per-row metrics are left out then.
     """
     lines: list[str] = []
+    target = f'target="{_label(target_label(summary))}"'
 
     def gauge(name: str, help_text: str, samples: list[tuple[str, float]]) -> None:
         lines.append(f"# HELP {PREFIX}_{name} {help_text}")
         lines.append(f"# TYPE {PREFIX}_{name} gauge")
-        lines.extend(f"{PREFIX}_{name}{labels} {_value(value)}" for labels, value in samples)
+        for labels, value in samples:
+            every = f"{{{labels + ',' if labels else ''}{target}}}"
+            lines.append(f"{PREFIX}_{name}{every} {_value(value)}")
 
     if summary is not None:
         statuses = [s for s in STATUSES if s != VALID or summary.mode != "run"]
         gauge(
             "last_run_rows",
-            "Rows of the last run, by outcome.",
-            [(f'{{status="{s}"}}', summary.counts.get(s, 0)) for s in statuses],
+            "Rows of the last run, by outcome (failed includes not_sent).",
+            [(f'status="{s}"', summary.counts.get(s, 0)) for s in statuses],
+        )
+        gauge(
+            "last_run_not_sent_rows",
+            "Failed rows of the last run that were never sent (the run stopped first).",
+            [("", summary.not_sent)],
+        )
+        gauge(
+            "last_run_reconciled_rows",
+            "Rows in doubt that the last run found in Graph (no second copy made).",
+            [("", summary.reconciled)],
+        )
+        gauge(
+            "last_run_info",
+            "The last run's id (as in its journal, summary.json and log lines) and mode.",
+            [(f'run_id="{_label(summary.run_id)}",mode="{summary.mode}"', 1)],
         )
         gauge("last_run_records", "Records in the last run's input.", [("", summary.records)])
         gauge(

@@ -10,7 +10,8 @@ from importer.reports.timeline import Timeline
 
 def publish(writer: ReportWriter, summary: RunSummary, timeline: Timeline | None) -> None:
     """Publish the CSVs, then report.html, then summary.json last (its presence says the run's
-    reports are complete)."""
+    reports are complete); the summary takes the most frequent errors along."""
+    summary.top_errors = writer.errors.as_dicts(10)
     writer.publish(summary.as_dict(), html=render_report(summary, timeline, writer.errors))
 
 

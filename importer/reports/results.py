@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 import pandas as pd
@@ -21,7 +22,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from importer.outcome import SETTLED, VALID, Outcome
+from importer.outcome import INVALID_ROW, NOT_SENT, REJECTED, SETTLED, VALID, Outcome
+
+if TYPE_CHECKING:
+    from importer.input.schema import Problem
 
 RESULT_COLUMNS = (
     "line",
@@ -85,11 +89,16 @@ def write_private_atomic(path: Path, data: bytes) -> None:
     os.replace(partial, path)
 
 
+_LINE_NUMBER = re.compile(r"\bline \d+")
+
+
 class ErrorDigest:
     """Rows not done, counted by (status, error code), with the first few lines of each.
 
-    Bounded: at most ``max_groups`` distinct codes are kept apart; later ones are counted
-    together under ``other``.
+    A row rejected by validation is counted once per problem, by column and reason
+    (``certificateThumbprint: is not a SHA-1 thumbprint``), so that six bad dates and five bad
+    thumbprints show as two lines rather than one ``InvalidRow``. Bounded: at most
+    ``max_groups`` distinct groups are kept apart; later ones are counted under ``other``.
     """
 
     def __init__(self, *, examples: int = 3, max_groups: int = 200) -> None:
@@ -98,25 +107,46 @@ class ErrorDigest:
         self.groups: dict[tuple[str, str], tuple[list[int], list[tuple[int, str]]]] = {}
 
     def add(self, line: int, outcome: Outcome) -> None:
-        """Count one row's outcome (rows that are done or excluded are ignored)."""
-        if outcome.status in SETTLED:
+        """Count one row's outcome (rows done, excluded or never sent are no errors)."""
+        if outcome.status in SETTLED or outcome.error_code == NOT_SENT:
             return
-        key = (outcome.status, outcome.error_code or "-")
+        self._count((outcome.status, outcome.error_code or "-"), line, outcome.error_message)
+
+    def add_problems(self, line: int, problems: Sequence[Problem]) -> None:
+        """Count one invalid row by each of its problems' column and reason."""
+        for problem in problems:
+            # "duplicates line 7" and "duplicates line 9" are one kind of problem
+            reason = _LINE_NUMBER.sub("an earlier line", problem.reason)
+            code = f"{problem.column}: {reason}" if problem.column else reason
+            shown = problem.reason
+            if problem.value is not None:
+                value = problem.value if len(problem.value) <= 60 else problem.value[:57] + "..."
+                shown = f"{value!r} {problem.reason}"
+            self._count((REJECTED, code), line, shown)
+
+    def _count(self, key: tuple[str, str], line: int, message: str) -> None:
         group = self.groups.get(key)
         if group is None:
             if len(self.groups) >= self.max_groups:
-                key = (outcome.status, "other")
+                key = (key[0], "other")
                 group = self.groups.get(key)
             if group is None:
                 group = self.groups[key] = ([0], [])
         group[0][0] += 1
         if len(group[1]) < self.examples:
-            group[1].append((line, outcome.error_message))
+            group[1].append((line, message))
 
     def top(self, limit: int = 10) -> list[tuple[str, str, int, list[tuple[int, str]]]]:
         """The ``limit`` largest groups: (status, code, rows, [(line, message), ...])."""
         ranked = sorted(self.groups.items(), key=lambda item: -item[1][0][0])
         return [(s, c, n[0], list(ex)) for (s, c), (n, ex) in ranked[:limit]]
+
+    def as_dicts(self, limit: int = 10) -> list[dict[str, Any]]:
+        """:meth:`top` for summary.json: ``{status, code, rows, examples: [[line, text]]}``."""
+        return [
+            {"status": s, "code": c, "rows": n, "examples": [list(e) for e in ex]}
+            for s, c, n, ex in self.top(limit)
+        ]
 
     def __repr__(self) -> str:
         return f"ErrorDigest(groups={len(self.groups)})"
@@ -165,8 +195,11 @@ class ReportWriter:
         thumbprints: Sequence[str],
         devices: Sequence[str],
         raw: pd.DataFrame,
+        *,
+        problems: Mapping[int, Sequence[Problem]] | None = None,
     ) -> None:
-        """Append one chunk: its records' lines, outcomes, keys and original cells."""
+        """Append one chunk: its records' lines, outcomes, keys and original cells (and the
+        validation problems of its invalid records, by position, for the error digest)."""
         statuses = [o.status for o in outcomes]
         first = outcomes[0] if outcomes else None
         same = first is not None and all(o is first for o in outcomes)  # e.g. all `valid`
@@ -198,7 +231,10 @@ class ReportWriter:
         failed_positions = [i for i, s in enumerate(statuses) if s not in _DONE]
         if failed_positions:
             for i in failed_positions:
-                self.errors.add(lines[i], outcomes[i])
+                if problems and i in problems and outcomes[i].error_code == INVALID_ROW:
+                    self.errors.add_problems(lines[i], problems[i])
+                else:
+                    self.errors.add(lines[i], outcomes[i])
             errors = _neutralised([outcomes[i].import_error() for i in failed_positions])
             cells = raw.iloc[failed_positions, self._keep].itertuples(index=False, name=None)
             self._failed.writer.writerows(

@@ -39,6 +39,7 @@ class RunSummary:
     out_dir: str
     run_id: str = ""
     target: str = ""
+    tenant: str = ""  # the tenant the target's journal belongs to ("" = the credential's)
     journal: str = ""
     started: str = ""
     finished: str = ""
@@ -46,6 +47,7 @@ class RunSummary:
     records: int = 0
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     reconciled: int = 0
+    not_sent: int = 0  # of the failed rows, those never sent (the run stopped before them)
     requests: int = 0
     throttled: int = 0
     retries: int = 0
@@ -55,6 +57,8 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
     command: str = ""  # "retry" for a retry; else the mode is the command
     reading: dict[str, Any] = field(default_factory=dict)  # how the input was read (Reading)
+    # the most frequent problems: {status, code, rows, examples: [[line, message], ...]}
+    top_errors: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form written to summary.json."""
@@ -84,6 +88,25 @@ def shown_statuses(mode: str, counts: dict[str, int]) -> list[str]:
     return [s for s in statuses if s == main or counts.get(s, 0)]
 
 
+NOT_SENT_LABEL = "not sent"  # shown apart from failed: rows the run never sent (it stopped first)
+
+
+def shown_counts(summary: RunSummary) -> list[tuple[str, int]]:
+    """(label, rows) for a person to read: the shown statuses, with ``failed`` split into
+    the rows that failed and those that were never sent."""
+    out: list[tuple[str, int]] = []
+    counts = summary.counts
+    for status in shown_statuses(summary.mode, counts):
+        count = counts.get(status, 0)
+        if status == FAILED and summary.not_sent:
+            if count > summary.not_sent:
+                out.append((FAILED, count - summary.not_sent))
+            out.append((NOT_SENT_LABEL, summary.not_sent))
+        else:
+            out.append((status, count))
+    return out
+
+
 def next_steps(summary: RunSummary) -> list[str]:
     """Commands (with a word of why) that take the operator on from this run."""
     counts = summary.counts
@@ -105,9 +128,7 @@ def next_steps(summary: RunSummary) -> list[str]:
     if summary.exit_code == errors.EXIT_ABORTED:
         steps.append(f"fix what stopped the run, then: certimport retry {out_dir}")
     elif retryable:
-        steps.append(
-            f"certimport retry {out_dir}   # re-sends the {retryable:,} failed/unknown row(s)"
-        )
+        steps.append(f"certimport retry {out_dir}   # {_retry_words(summary)}")
     if rejected:
         steps.append(
             f"fix the rejected rows in {failed_csv}, then: certimport run {failed_csv}{flags}"
@@ -120,9 +141,32 @@ def next_steps(summary: RunSummary) -> list[str]:
     return steps
 
 
+def _retry_words(summary: RunSummary) -> str:
+    """What ``retry`` will do with the run's rows: send the unsent, re-send the failed."""
+    counts = summary.counts
+    failed = counts.get(FAILED, 0) - summary.not_sent
+    parts = []
+    if summary.not_sent:
+        parts.append(f"sends the {summary.not_sent:,} row(s) not sent yet")
+    if failed:
+        parts.append(f"re-sends the {failed:,} failed row(s)")
+    if counts.get(UNKNOWN, 0):
+        parts.append(f"looks up, then sends if missing, the {counts[UNKNOWN]:,} unknown row(s)")
+    return "; ".join(parts)
+
+
 def exit_meaning(code: int) -> str:
     """A few words on what an exit code means."""
     return EXIT_MEANINGS.get(code, "internal error")
 
 
-__all__ = ["MODE_STATUSES", "Mode", "RunSummary", "exit_meaning", "next_steps", "shown_statuses"]
+__all__ = [
+    "MODE_STATUSES",
+    "NOT_SENT_LABEL",
+    "Mode",
+    "RunSummary",
+    "exit_meaning",
+    "next_steps",
+    "shown_counts",
+    "shown_statuses",
+]

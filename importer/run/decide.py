@@ -29,6 +29,7 @@ from importer.model import DEVICE, THUMBPRINT
 from importer.outcome import (
     CHANGED,
     EXCLUDED,
+    INVALID_ROW,
     REJECTED,
     SKIPPED,
     Outcome,
@@ -93,7 +94,7 @@ def rejection(vc: ValidatedChunk, pos: int) -> Outcome:
         else (f"column {p.column}: {p.reason}" if p.column else p.reason)
         for p in vc.problems[pos]
     )
-    return Outcome(REJECTED, error_code="InvalidRow", error_message=message)
+    return Outcome(REJECTED, error_code=INVALID_ROW, error_message=message)
 
 
 def exclusion(vc: ValidatedChunk, pos: int) -> Outcome:

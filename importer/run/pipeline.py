@@ -26,15 +26,17 @@ from typing import Any, TypeVar
 import numpy as np
 
 from importer import errors
-from importer.config import Settings
+from importer.config import Settings, tenant_of
 from importer.errors import InputError, RunAborted
 from importer.input.mapping import build_bodies
 from importer.input.schema import ValidatedChunk, Validator
 from importer.input.source import Chunk, CsvSource, file_sha256
+from importer.logs import new_run_id
 from importer.model import DEVICE, THUMBPRINT
 from importer.outcome import (
     DONE,
     EXCLUDED,
+    NOT_SENT,
     SETTLED,
     SKIPPED,
     VALID,
@@ -76,6 +78,7 @@ class RunRequest:
     emulator: bool = False  # sending to the built-in emulator
     expect_target: str = ""  # retry: the collection the run sent to (refused if another)
     label: str = ""  # the input's name in reports when not its path (<stdin>)
+    run_id: str = ""  # the command's run id (logs.new_run_id), shared with the journal
 
 
 def _slices(vc: ValidatedChunk, size: int) -> Iterator[ValidatedChunk]:
@@ -128,6 +131,7 @@ class Runner:
         self.stopping = False
         self.pool: SendPool | None = None  # the sending pass, once it has started
         self.validator: Validator | None = None  # the last pass's, for what it found
+        self.not_sent = 0  # rows reported failed because they were never sent
         # One thread for chunk work, not a pool: glibc gives every thread its own malloc arena,
         # and chunk-sized allocations spread over several arenas tripled the peak memory.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="certimport-chunks")
@@ -276,8 +280,9 @@ class Runner:
             input_sha256=file_sha256(request.path),
             mode=request.mode,
             out_dir=str(self.out_dir),
-            run_id=started.strftime("%Y%m%dT%H%M%S.%fZ"),
+            run_id=request.run_id or (self.journal.run_id if self.journal else new_run_id()),
             target=settings.collection_url if request.mode in ("run", "plan") else "",
+            tenant=tenant_of(settings) if request.mode in ("run", "plan") else "",
             journal=str(self.journal.path) if self.journal else "",
             started=started.isoformat(),
             command=request.command or request.mode,
@@ -401,6 +406,7 @@ class Runner:
         summary.records = sum(counts.values())
         summary.counts.update(counts)
         summary.reconciled = self.reconciled
+        summary.not_sent = self.not_sent
         mode = self.request.mode
         done = sum(summary.counts[s] for s in DONE) if mode == "run" else counts[VALID]
         summary.rows_per_second = round(done / max(summary.duration_seconds, 1e-9), 1)
@@ -509,9 +515,15 @@ class Runner:
     ) -> None:
         devices = vc.values[DEVICE].tolist() if DEVICE in vc.values else [""] * len(outcomes)
         writer.write(
-            vc.lines.tolist(), outcomes, vc.values[THUMBPRINT].tolist(), devices, vc.chunk.raw
+            vc.lines.tolist(),
+            outcomes,
+            vc.values[THUMBPRINT].tolist(),
+            devices,
+            vc.chunk.raw,
+            problems=vc.problems,
         )
         counts.update(o.status for o in outcomes)
+        self.not_sent += sum(o.error_code == NOT_SENT for o in outcomes)
 
     def _prepare(self, chunks: Iterator[ValidatedChunk]) -> tuple[Slice, list[Job]] | None:
         """Read the next slice and decide each row; the jobs carry their bodies (chunk thread)."""

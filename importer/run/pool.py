@@ -26,7 +26,7 @@ from typing import Any
 from importer.errors import CertImportError, RunAborted
 from importer.input.schema import ValidatedChunk
 from importer.model import THUMBPRINT
-from importer.outcome import CREATED, FAILED, UNKNOWN, Outcome
+from importer.outcome import CREATED, FAILED, NOT_SENT, UNKNOWN, Outcome
 from importer.run.decide import Job, Slice
 from importer.run.journal import Journal, Record
 from importer.run.monitor import RunMonitor
@@ -222,7 +222,7 @@ class SendPool:
     def not_sent(self) -> Outcome:
         """The outcome of a row the run stopped before sending."""
         reason = f"run aborted: {self.abort}" if self.abort else "run interrupted before sending"
-        return Outcome(FAILED, error_code="NotSent", error_message=reason)
+        return Outcome(FAILED, error_code=NOT_SENT, error_message=reason)
 
     async def run(self) -> None:
         """Send every row ``prepare`` hands out; the reports of every slice are queued."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -19,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from importer.config import Settings, load_settings
-from importer.logs import register_secret
+from importer.config import Settings, load_settings, tenant_of
+from importer.logs import new_run_id, register_secret
 from importer.reports.summary import RunSummary
 from importer.run.journal import Journal, default_state_dir
 from importer.run.monitor import RunMonitor
@@ -46,17 +45,15 @@ def default_out_dir() -> Path:
     return out
 
 
-def tenant_of(settings: Settings) -> str:
-    """The tenant a journal belongs to: the setting, else AZURE_TENANT_ID (as auth uses it)."""
-    return settings.tenant_id or os.environ.get("AZURE_TENANT_ID", "")
-
-
-def journal_for(settings: Settings, *, lock: bool) -> Journal:
-    """The journal of the settings' target (not opened yet)."""
+def journal_for(settings: Settings, *, lock: bool, run_id: str = "") -> Journal:
+    """The journal of the settings' target (not opened yet), for the run ``run_id``."""
     state_dir = Path(settings.state_dir) if settings.state_dir else default_state_dir()
-    run_id = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S.%fZ")
     return Journal.for_target(
-        state_dir, settings.graph_root, tenant_of(settings), run_id=run_id, lock=lock
+        state_dir,
+        settings.graph_root,
+        tenant_of(settings),
+        run_id=run_id or new_run_id(),
+        lock=lock,
     )
 
 
@@ -100,7 +97,9 @@ class Session:
             request = replace(request, out_dir=out_dir)
             if request.mode not in ("run", "plan"):
                 return await self._execute(settings, request, None)
-            with journal_for(settings, lock=request.mode == "run") as journal:
+            with journal_for(
+                settings, lock=request.mode == "run", run_id=request.run_id
+            ) as journal:
                 return await self._execute(settings, request, journal)
 
     @contextlib.asynccontextmanager

@@ -12,14 +12,25 @@ from prometheus_client.parser import text_string_to_metric_families
 
 
 def parse(path: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a metrics file, keyed by (name, sorted labels)."""
+    """Every sample of a metrics file, keyed by (name, sorted labels but the target label,
+    which every sample has, the same on all)."""
     samples = {}
+    targets = set()
     for family in text_string_to_metric_families(path.read_text()):
         assert family.type == "gauge"
         assert family.documentation
         for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+            labels = dict(sample.labels)
+            targets.add(labels.pop("target"))
+            samples[(sample.name, tuple(sorted(labels.items())))] = sample.value
+    assert len(targets) == 1
     return samples
+
+
+def target_of(path: Path) -> str:
+    """The target label of a metrics file's samples."""
+    family = next(iter(text_string_to_metric_families(path.read_text())))
+    return family.samples[0].labels["target"]
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
@@ -50,6 +61,13 @@ def test_run_writes_every_metric_and_a_failed_run_keeps_the_last_success(graph, 
     assert value(samples, "last_run_retries") == 1
     assert value(samples, "last_run_duration_seconds") == summary["duration_seconds"]
     assert value(samples, "last_run_exit_code") == 1
+    assert value(samples, "last_run_not_sent_rows") == 0
+    assert value(samples, "last_run_reconciled_rows") == 0
+    # one run id: the journal's, summary.json's, the metrics'
+    assert value(samples, "last_run_info", run_id=summary["run_id"], mode="run") == 1
+    assert summary["run_id"] in (tmp_path / "a" / "report.html").read_text()
+    graph_root = summary["target"].split("/beta/")[0]
+    assert target_of(metrics) == graph_root  # no tenant set: the Graph root alone
     success = value(samples, "last_success_timestamp_seconds")
     assert before <= success <= time.time()
     assert stat.S_IMODE(metrics.stat().st_mode) == 0o644
@@ -60,6 +78,7 @@ def test_run_writes_every_metric_and_a_failed_run_keeps_the_last_success(graph, 
     code, _, _ = invoke("run", str(bad), "--metrics-file", str(metrics))
     assert code == 2
     samples = parse(metrics)
+    assert target_of(metrics) == ""  # the run ended before its settings named a target
     assert value(samples, "last_run_exit_code") == 2
     assert value(samples, "last_success_timestamp_seconds") == success  # carried over
     assert value(samples, "last_run_timestamp_seconds") >= success

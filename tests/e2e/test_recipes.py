@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 from helpers import ROOT
 
@@ -23,7 +27,7 @@ def _run_options() -> set[str]:
 def _certimport_args(command_line: str) -> list[str]:
     words = shlex.split(command_line)
     start = next(i for i, w in enumerate(words) if w.endswith("/bin/certimport")) + 1
-    return words[start : words.index(next(w for w in words[start:] if w.startswith("2>>")))]
+    return words[start : words.index(next(w for w in words[start:] if w.startswith("2>")))]
 
 
 def test_systemd_service_runs_certimport_with_known_options_and_handles_exit_codes():
@@ -86,3 +90,64 @@ def test_recipes_lists_prints_and_writes_without_overwriting(tmp_path):
     assert (mine.parent / "certimport.service").read_text() == (
         CONFIG / "certimport.service"
     ).read_text()
+
+
+def _cron_command(tmp_path: Path, env_file: Path, inventory: Path) -> str:
+    """The cron entry's command with its paths moved under ``tmp_path``."""
+    line = next(
+        line
+        for line in (CONFIG / "certimport.cron").read_text().splitlines()
+        if line.startswith("15 2 ")
+    )
+    command = line.split(None, 6)[6]
+    certimport = Path(sys.executable).parent / "certimport"
+    for system, mine in {
+        "/etc/certimport/credentials.env": env_file,
+        "/srv/certimport/.venv/bin/certimport": certimport,
+        "/srv/exports/certificates.csv": inventory,
+        "/etc/certimport/certimport.toml": tmp_path / "certimport.toml",
+        "/var/lib/node_exporter/textfile_collector": tmp_path / "textfile",
+        "/var/log/certimport": tmp_path / "log",
+        "/var/lib/certimport": tmp_path / "work",
+        "/run/lock": tmp_path,
+    }.items():
+        command = command.replace(system, str(mine))
+    assert "/etc/" not in command and "/var/" not in command and "/srv/" not in command
+    for name in ("textfile", "log", "work"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "certimport.toml").write_text(f'[journal]\nstate_dir = "{tmp_path / "state"}"\n')
+    return command
+
+
+def test_cron_mails_the_exit_code_and_the_run_s_summary_only_when_it_needs_attention(
+    graph, tmp_path
+):
+    """The cron line, run by sh as cron would: a run Graph refuses (exit 3) mails the exit
+    code, the summary table (counts, the report's path, what next); a normal night mails
+    nothing; both nights are in summary.log."""
+    from helpers import row, write_inventory
+
+    inventory = write_inventory(tmp_path / "certificates.csv", [row(n) for n in range(1, 6)])
+    env_file = tmp_path / "credentials.env"
+    env_file.write_text(
+        "\n".join(f"{k}={os.environ[k]}" for k in os.environ if k.startswith("CERTIMPORT_")) + "\n"
+    )
+    command = _cron_command(tmp_path, env_file, inventory)
+    graph.call(graph.emulator.configure, {"forbidden": True})
+    night = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, timeout=120)
+    mail = night.stdout
+    assert mail.startswith("certimport exited 3\n"), (mail, night.stderr)
+    assert "certimport run: " in mail and "not sent" in mail
+    assert "report.html" in mail and "next" in mail
+    graph.call(graph.emulator.configure, {"forbidden": False})
+    night = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, timeout=120)
+    assert night.stdout == "", night.stdout
+    kept = (tmp_path / "log" / "summary.log").read_text()
+    assert kept.count("certimport run: ") == 2
+    assert "created" in (tmp_path / "log" / "last-run.txt").read_text()
+    assert re.search(
+        r"certimport_last_run_exit_code\{[^}]*\} 0",
+        (tmp_path / "textfile" / "certimport.prom").read_text(),
+    )
+    logged = (tmp_path / "log" / "certimport.jsonl").read_text().splitlines()
+    assert logged and all(line.startswith("{") for line in logged)
