@@ -289,7 +289,8 @@ class GraphClient:
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         retry_after = exc.result.retry_after if isinstance(exc, _Retryable) else None
-        return self.policy.wait_for(state.attempt_number, retry_after)
+        # The first retry waited before this loop began: tenacity's attempt 1 is retry 2.
+        return self.policy.wait_for(state.attempt_number + 1, retry_after)
 
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
