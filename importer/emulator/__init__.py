@@ -40,6 +40,7 @@ from .config import (
     IDENTITY_API_VERSION,
     MAX_BATCH_REQUESTS,
     MAX_PAGE_SIZE,
+    RETRY_AFTER_FORMS,
     REVOKE_STATUSES,
     EmulatorConfig,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "IDENTITY_API_VERSION",
     "MAX_BATCH_REQUESTS",
     "MAX_PAGE_SIZE",
+    "RETRY_AFTER_FORMS",
     "REVOKE_STATUSES",
     "EmulatorConfig",
     "GraphEmulator",

@@ -32,6 +32,10 @@ FAULT_KINDS: Final = frozenset(
     }
 )
 REVOKE_STATUSES: Final = frozenset({"none", "pending", "issued", "failed", "revoked"})
+RETRY_AFTER_FORMS: Final = ("whole", "fractional", "absent")
+"""How a 429 of the throttle says when to retry: ``Retry-After`` in whole seconds (what Graph
+mostly sends), in fractional seconds (the throttling guide's ``2.128``), or no header at all
+with Intune's error whose message is itself a JSON string."""
 MAX_BATCH_REQUESTS: Final = 20
 MAX_PAGE_SIZE: Final = 999
 IDENTITY_API_VERSION: Final = "2019-08-01"
@@ -51,9 +55,12 @@ class EmulatorConfig:
     """POST/PATCH/DELETE requests (each ``$batch`` item counts) allowed per write window."""
     write_window: float = 20.0
     read_limit: int = 1000
+    """Requests of any kind (GET, and writes too: Intune's "any" limit) allowed per window."""
     read_window: float = 20.0
     count_throttled: bool = True
     """Requests answered 429 still count in the window, so retrying early prolongs it."""
+    retry_after: str = "whole"
+    """How a throttled request is told when to retry: one of `RETRY_AFTER_FORMS`."""
     latency: float = 0.0
     """Seconds from taking up a Graph request to its answer, its processing included (once
     per ``$batch``)."""
@@ -112,6 +119,10 @@ def _config_problems(config: EmulatorConfig) -> list[str]:
     unknown = [kind for kind in config.faults if kind not in FAULT_KINDS]
     if unknown or not config.faults:
         problems.append(f"faults must be a non-empty subset of {sorted(FAULT_KINDS)}")
+    if config.retry_after not in RETRY_AFTER_FORMS:
+        problems.append(
+            f"retry_after must be one of {', '.join(RETRY_AFTER_FORMS)}, got {config.retry_after!r}"
+        )
     if config.seed is not None and not _is_int(config.seed):
         problems.append(f"seed must be an integer or null, got {config.seed!r}")
     if not all(isinstance(token, str) and token for token in config.static_tokens):
