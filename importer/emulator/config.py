@@ -71,6 +71,9 @@ class EmulatorConfig:
     """Seeds random faults, batch-response shuffling and record ids."""
     static_tokens: frozenset[str] = frozenset()
     token_lifetime: int = 3600
+    """Seconds a token issued by ``/msi/token`` or ``/{tenant}/oauth2/v2.0/token`` is valid."""
+    client_secrets: frozenset[str] = dataclasses.field(default=frozenset(), repr=False)
+    """Client secrets the token endpoint accepts; empty: any non-empty secret."""
     identity_header: str = "emulator-identity-header"
     page_size: int = 100
     forbidden: bool = False
@@ -89,6 +92,10 @@ class EmulatorConfig:
             problems.append(f"static_tokens must be a list of tokens, got {self.static_tokens!r}")
         else:
             self.static_tokens = frozenset(self.static_tokens)
+        if isinstance(self.client_secrets, str):
+            problems.append("client_secrets must be a list of secrets, not one string")
+        else:
+            self.client_secrets = frozenset(self.client_secrets)
         problems = problems or _config_problems(self)
         if problems:
             raise ValueError("invalid emulator config: " + "; ".join(problems))
@@ -127,6 +134,8 @@ def _config_problems(config: EmulatorConfig) -> list[str]:
         problems.append(f"seed must be an integer or null, got {config.seed!r}")
     if not all(isinstance(token, str) and token for token in config.static_tokens):
         problems.append("static_tokens must be non-empty strings")
+    if not all(isinstance(secret, str) and secret for secret in config.client_secrets):
+        problems.append("client_secrets must be non-empty strings")
     if not isinstance(config.identity_header, str) or not config.identity_header:
         problems.append("identity_header must be a non-empty string")
     if not _is_int(config.page_size) or not 1 <= config.page_size <= MAX_PAGE_SIZE:
@@ -141,6 +150,7 @@ def _config_as_json(config: EmulatorConfig) -> dict[str, Any]:
     data = dataclasses.asdict(config)
     data["faults"] = list(config.faults)
     data["static_tokens"] = sorted(config.static_tokens)
+    data["client_secrets"] = ["[secure]"] * len(config.client_secrets)  # never shown
     return data
 
 
