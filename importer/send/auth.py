@@ -111,9 +111,13 @@ class CredentialTokens:
                 f"{_first_line(exc)}"
             ) from None
         except AzureError as exc:
-            raise AuthenticationFailed(
-                f"auth method {self._method!r} failed: {_first_line(exc)}"
-            ) from None
+            message = _first_line(exc)
+            if "CERTIFICATE_VERIFY_FAILED" in message:
+                message += (
+                    "; the sign-in authority's certificate is not trusted: for a private CA, "
+                    "set SSL_CERT_FILE to a bundle holding it before certimport starts"
+                )
+            raise AuthenticationFailed(f"auth method {self._method!r} failed: {message}") from None
         self.fetches += 1
         self._value = access.token
         self._expires_on = float(access.expires_on)
