@@ -284,8 +284,10 @@ def test_tls_emulator_serves_the_authority_with_the_flagged_token_lifetime(tmp_p
     leaf.cert_chain_pems[0].write_to_path(str(cert))
     leaf.private_key_pem.write_to_path(str(key))
     process = subprocess.Popen(
-        [sys.executable, "-m", "importer.emulator", "--port", "0", "--token-lifetime", "7"]
-        + ["--retry-after", "fractional", "--tls-cert", str(cert), "--tls-key", str(key)],
+        [
+            *(sys.executable, "-m", "importer.emulator", "--port", "0", "--token-lifetime", "7"),
+            *("--retry-after", "fractional", "--tls-cert", str(cert), "--tls-key", str(key)),
+        ],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
