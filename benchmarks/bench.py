@@ -113,6 +113,8 @@ class Emulator:
                 TOKEN,
                 "--write-limit",
                 "0",
+                "--read-limit",  # it counts every request, writes too: off unless a case sets it
+                "0",
             ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -145,7 +147,13 @@ class Emulator:
 
     def setup(self, **config: Any) -> None:
         self._call("/_reset", {})
-        defaults = {"write_limit": 0, "write_window": 20.0, "latency": 0.0, "fault_rate": 0.0}
+        defaults = {
+            "write_limit": 0,
+            "write_window": 20.0,
+            "read_limit": 0,  # the emulator's read limit counts writes too (Intune's "any")
+            "latency": 0.0,
+            "fault_rate": 0.0,
+        }
         self._call("/_config", {**defaults, **config})
 
     def close(self) -> None:

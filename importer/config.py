@@ -2,7 +2,10 @@
 
 Every problem is gathered and reported together as one :class:`ConfigError`. The Graph root is
 checked so that a token is never sent to an arbitrary host: https only to a known Graph cloud
-(unless ``allow_custom_host``), plain http only to a loopback address.
+(unless ``allow_custom_host``, or ``cloud = "custom"``, which names its own), https or plain
+http to a loopback address. The sign-in authority is the cloud's, or ``authority_host``
+(``AZURE_AUTHORITY_HOST`` when certimport's own setting is not given): https only, as
+azure-identity requires, host and port only.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ CLOUDS: dict[str, tuple[str, str]] = {
     "dod": ("https://dod-graph.microsoft.us", "login.microsoftonline.us"),
     "china": ("https://microsoftgraph.chinacloudapi.cn", "login.chinacloudapi.cn"),
 }
+CUSTOM_CLOUD = "custom"  # Graph root, authority host and scope all given in the settings
+CLOUD_NAMES = (*CLOUDS, CUSTOM_CLOUD)
 GRAPH_HOSTS = frozenset(urlsplit(root).hostname for root, _ in CLOUDS.values())
 AUTH_METHODS = (
     "default",
@@ -78,10 +83,12 @@ class Secret:
 class Settings:
     """Every setting of a run. Built by :func:`load_settings`; immutable afterwards."""
 
-    cloud: str = "global"
+    cloud: str = "global"  # a name of CLOUDS, or "custom"
     base_url: str = ""  # derived from cloud unless set; always ends with /beta
     tenant_id: str = ""
     allow_custom_host: bool = False
+    token_scope: str = ""  # [graph] scope: only with cloud "custom"; else the Graph root's
+    authority_host: str = ""  # https://host[:port]; "" = the cloud's sign-in authority
     auth_method: str = "default"
     client_id: str = ""
     certificate_path: str = ""
@@ -121,13 +128,17 @@ class Settings:
 
     @property
     def scope(self) -> str:
-        """The app-only scope for the Graph root, e.g. ``https://graph.microsoft.com/.default``."""
-        return f"{self.graph_root}/.default"
+        """The app-only scope: ``[graph] scope`` of a custom cloud, else the Graph root's, e.g.
+        ``https://graph.microsoft.com/.default``."""
+        return self.token_scope or f"{self.graph_root}/.default"
 
     @property
     def authority(self) -> str:
-        """Sign-in authority host of the configured cloud."""
-        return CLOUDS.get(self.cloud, CLOUDS["global"])[1]
+        """The sign-in authority every credential that takes one is given, as an https URL:
+        ``authority_host``, else the configured cloud's (``https://login.microsoftonline.com``)."""
+        if self.authority_host:
+            return self.authority_host
+        return "https://" + CLOUDS.get(self.cloud, CLOUDS["global"])[1]
 
     @property
     def collection_url(self) -> str:
@@ -141,6 +152,8 @@ _KEYS: dict[str, tuple[str, type]] = {
     "base_url": ("graph", str),
     "tenant_id": ("graph", str),
     "allow_custom_host": ("graph", bool),
+    "token_scope": ("graph", str),
+    "authority_host": ("auth", str),
     "auth_method": ("auth", str),
     "client_id": ("auth", str),
     "certificate_path": ("auth", str),
@@ -172,7 +185,7 @@ _KEYS: dict[str, tuple[str, type]] = {
     "dayfirst": ("input", bool),
 }
 # The TOML key where it differs from the setting's name.
-_TOML_NAMES = {"auth_method": "method"}
+_TOML_NAMES = {"auth_method": "method", "token_scope": "scope"}
 # Keys refused in a config file, in any section, and the environment variable to use instead:
 # a file is copied, committed and backed up, so secrets come from the environment only.
 _SECRET_KEYS = {
@@ -305,13 +318,40 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _check(values: dict[str, Any], problems: list[str]) -> None:
+def _check_cloud(values: dict[str, Any], problems: list[str]) -> None:
+    """The cloud, its Graph root (``base_url``), sign-in authority and token scope."""
     cloud = values.get("cloud", "global")
-    if cloud not in CLOUDS:
-        problems.append(f"cloud must be one of {', '.join(CLOUDS)}, got {cloud!r}")
+    custom = cloud == CUSTOM_CLOUD
+    if cloud not in CLOUD_NAMES:
+        problems.append(f"cloud must be one of {', '.join(CLOUD_NAMES)}, got {cloud!r}")
         cloud = "global"
-    base_url = (values.get("base_url") or f"{CLOUDS[cloud][0]}/beta").rstrip("/")
-    values["base_url"] = base_url
+    if custom and not values.get("base_url"):
+        problems.append(
+            'cloud "custom" needs base_url: its Graph root with the API version, '
+            "e.g. https://graph.contoso.example/beta"
+        )
+        values["base_url"] = ""
+    else:
+        base_url = values.get("base_url") or f"{CLOUDS.get(cloud, CLOUDS['global'])[0]}/beta"
+        values["base_url"] = base_url.rstrip("/")
+        _check_base_url(
+            values["base_url"], custom or bool(values.get("allow_custom_host")), problems
+        )
+    _check_authority(values, custom, problems)
+    scope = values.get("token_scope", "")
+    if scope and not custom:
+        problems.append(
+            f'[graph] scope ({env_name("token_scope")}) is set only with cloud = "custom": '
+            f"the {cloud} cloud's scope is its Graph root's /.default"
+        )
+    elif scope and (not scope.endswith("/.default") or any(c.isspace() for c in scope)):
+        problems.append(
+            f"[graph] scope must be one app-only scope ending in /.default, "
+            f"e.g. https://graph.contoso.example/.default, got {scope!r}"
+        )
+
+
+def _check_base_url(base_url: str, custom_host: bool, problems: list[str]) -> None:
     parts = urlsplit(base_url)
     host = parts.hostname or ""
     if parts.scheme not in ("http", "https") or not host:
@@ -324,12 +364,56 @@ def _check(values: dict[str, Any], problems: list[str]) -> None:
             "(127.0.0.1, ::1, localhost); tokens are never sent unencrypted"
         )
     elif (
-        parts.scheme == "https" and host not in GRAPH_HOSTS and not values.get("allow_custom_host")
+        parts.scheme == "https"
+        and host not in GRAPH_HOSTS
+        and not _is_loopback(host)
+        and not custom_host
     ):
         problems.append(
             f"base_url host {host!r} is not a Microsoft Graph host; set allow_custom_host = true "
-            f"(or {env_name('allow_custom_host')}=1) if you really mean to send tokens there"
+            f'(or {env_name("allow_custom_host")}=1), or cloud = "custom", if you really mean '
+            "to send tokens there"
         )
+
+
+def _check_authority(values: dict[str, Any], custom: bool, problems: list[str]) -> None:
+    """``authority_host``: normalised to ``https://host[:port]``, or a problem naming it."""
+    origin = values.pop("_authority_origin", "[auth] authority_host")
+    raw = values.get("authority_host", "")
+    if not raw:
+        if custom:
+            problems.append(
+                'cloud "custom" needs authority_host ([auth] authority_host, '
+                f"{env_name('authority_host')} or AZURE_AUTHORITY_HOST): its sign-in "
+                "authority, e.g. https://login.contoso.example"
+            )
+        return
+    text = raw if "://" in raw else f"https://{raw}"
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        problems.append(f"{origin} {raw!r}: the port is not a number")
+        return
+    if parts.scheme != "https":
+        problems.append(
+            f"{origin} {raw!r}: the sign-in authority must be https (azure-identity sends "
+            "credentials only over TLS); for a local test authority serve TLS on loopback and "
+            "trust its CA with SSL_CERT_FILE"
+        )
+    elif not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
+        problems.append(f"{origin} {raw!r}: give it as https://host[:port]")
+    elif parts.path.strip("/"):
+        problems.append(
+            f"{origin} {raw!r}: give the host only, without a path: the credential adds "
+            '/<tenant_id>/oauth2/v2.0/token itself (tenant_id = "adfs" for ADFS)'
+        )
+    else:
+        values["authority_host"] = f"https://{parts.netloc}"
+
+
+def _check(values: dict[str, Any], problems: list[str]) -> None:
+    _check_cloud(values, problems)
     method = values.get("auth_method", "default")
     if method not in AUTH_METHODS:
         problems.append(f"auth method must be one of {', '.join(AUTH_METHODS)}, got {method!r}")
@@ -432,6 +516,10 @@ def load_settings(
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value
+    if not values.get("authority_host") and env.get("AZURE_AUTHORITY_HOST", "").strip():
+        # azure-identity's own variable, honoured when certimport's setting is not given
+        values["authority_host"] = env["AZURE_AUTHORITY_HOST"].strip()
+        values["_authority_origin"] = "AZURE_AUTHORITY_HOST"
     _check(values, problems)
     if problems:
         raise ConfigError(problems)

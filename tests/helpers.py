@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import ssl
 import threading
 from collections.abc import Callable, Collection
 from html.parser import HTMLParser
@@ -212,12 +213,12 @@ class FakeClock:
 class ThreadedEmulator:
     """An emulator in a background thread, for tests that run the CLI (its own event loop)."""
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    def __init__(self, config: EmulatorConfig, ssl_context: ssl.SSLContext | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.emulator = GraphEmulator(config)
-        self.call(self.emulator.start)
+        self.call(lambda: self.emulator.start(ssl_context=ssl_context))
 
     def call(self, func: Callable[..., Any], *args: Any) -> Any:
         """Run ``func(*args)`` (sync or async) in the emulator's loop and return its result."""

@@ -4,8 +4,9 @@
 ``/beta/deviceManagement/deviceConfigurationsAllManagedDeviceCertificateStates``: bearer-token
 auth, strict body validation, paging, ``$filter``, JSON batching, Intune-style sliding-window
 throttling, scripted and random faults (including connections dropped before or after the
-object was created) and an App Service style managed-identity token endpoint that the real
-``azure.identity`` credential accepts. Operators rehearse migrations against it; tests and
+object was created), an App Service style managed-identity token endpoint and (served over TLS)
+a sign-in authority's OAuth 2.0 token endpoint, which the real ``azure.identity`` credentials
+accept. Operators rehearse migrations against it; tests and
 benchmarks drive it over real HTTP.
 
 It deliberately imports nothing from the rest of ``importer`` (but the event loop of
@@ -20,10 +21,10 @@ Run one from a shell with ``certimport emulator --port 8080 --token dev`` or, th
 ``python -m importer.emulator --port 8080 --token dev``.
 
 Modules, each importing only those above it: ``config`` (standard library only), ``bodies``,
-``store``, ``faults``, ``state``, ``ops``, ``collection``, ``batch``, ``identity``, ``admin``,
-``server``, ``command`` (click; the server only when it runs). The names below are imported
-from ``server`` and ``command`` on first use, so that importing the command line does not
-import aiohttp.
+``store``, ``faults``, ``state``, ``ops``, ``collection``, ``batch``, ``identity``,
+``authority``, ``admin``, ``server``, ``command`` (click; the server only when it runs). The
+names below are imported from ``server`` and ``command`` on first use, so that importing the
+command line does not import aiohttp.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .config import (
     IDENTITY_API_VERSION,
     MAX_BATCH_REQUESTS,
     MAX_PAGE_SIZE,
+    RETRY_AFTER_FORMS,
     REVOKE_STATUSES,
     EmulatorConfig,
 )
@@ -68,6 +70,7 @@ __all__ = [
     "IDENTITY_API_VERSION",
     "MAX_BATCH_REQUESTS",
     "MAX_PAGE_SIZE",
+    "RETRY_AFTER_FORMS",
     "REVOKE_STATUSES",
     "EmulatorConfig",
     "GraphEmulator",

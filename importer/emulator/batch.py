@@ -23,14 +23,19 @@ def _relative_url(url: str) -> URL:
 
 
 def _check_item(index: int, item: Any, seen: set[str]) -> str:
-    """Check one item of the envelope against the ids seen before it; return its id."""
+    """Check one item of the envelope against the ids seen before it (case-folded: Graph
+    compares batch ids ignoring case); return its id."""
     if not isinstance(item, dict):
         raise _GraphError(400, "BadRequest", f"Batch request #{index} is not an object.")
     item_id = item.get("id")
     if not isinstance(item_id, str) or not item_id:
         raise _GraphError(400, "BadRequest", f"Batch request #{index} has no string id.")
-    if item_id in seen:
-        raise _GraphError(400, "BadRequest", f"Batch request id '{item_id}' is repeated.")
+    if item_id.casefold() in seen:
+        raise _GraphError(
+            400,
+            "BadRequest",
+            f"Batch request id '{item_id}' is repeated (ids are compared ignoring case).",
+        )
     for key in ("method", "url"):
         if not isinstance(item.get(key), str) or not item[key]:
             raise _GraphError(
@@ -47,7 +52,8 @@ def _check_item(index: int, item: Any, seen: set[str]) -> str:
         )
     depends = item.get("dependsOn")
     if depends is not None and (
-        not isinstance(depends, list) or not all(isinstance(d, str) and d in seen for d in depends)
+        not isinstance(depends, list)
+        or not all(isinstance(d, str) and d.casefold() in seen for d in depends)
     ):
         raise _GraphError(
             400,
@@ -72,7 +78,7 @@ def _batch_items(payload: Any) -> list[dict[str, Any]]:
         )
     seen: set[str] = set()
     for index, item in enumerate(items):
-        seen.add(_check_item(index, item, seen))
+        seen.add(_check_item(index, item, seen).casefold())
     return items
 
 
@@ -195,7 +201,9 @@ class _Batch:
         statuses: dict[str, int] = {}
         responses: list[dict[str, Any]] = []
         for item, prep in zip(items, prepared, strict=True):
-            failed = [d for d in item.get("dependsOn") or () if not 200 <= statuses[d] < 300]
+            failed = [
+                d for d in item.get("dependsOn") or () if not 200 <= statuses[d.casefold()] < 300
+            ]
             if failed:
                 dependency = _GraphError(
                     424, "FailedDependency", f"Depends on failed request(s) {', '.join(failed)}."
@@ -206,7 +214,7 @@ class _Batch:
                 if prep.after is not None and result.status < 300:  # created, then it fails
                     result = _error_result(prep.op, prep.after.error())
             state.tally(result.status)
-            statuses[item["id"]] = result.status
+            statuses[item["id"].casefold()] = result.status
             responses.append(_batch_response(item["id"], result))
         state.batch_rng.shuffle(responses)
         if any(p.drop_after for p in prepared):

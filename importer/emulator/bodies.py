@@ -31,8 +31,16 @@ _PROPERTY_KINDS: Final[dict[str, str]] = {
     "certificateExtendedKeyUsages": _STRING,
     "certificateIssuanceDateTime": _DATETIME,
 }
-# Graph's metadata makes value types (enums, Int32) non-nullable; strings and dates may be null.
-_NULLABLE_KINDS: Final = frozenset({_STRING, _DATETIME})
+# Nullability as the beta CSDL declares it: ``Nullable="false"`` on the enum and the three
+# DateTimeOffset properties; strings and certificateKeyUsages (Int32) may be null.
+_NOT_NULLABLE: Final = frozenset(
+    {
+        "certificateRevokeStatus",
+        "certificateRevokeStatusLastChangeDateTime",
+        "certificateExpirationDateTime",
+        "certificateIssuanceDateTime",
+    }
+)
 _INT32_MIN: Final = -(2**31)
 _INT32_MAX: Final = 2**31 - 1
 
@@ -124,7 +132,7 @@ def _unknown_property_problem(name: str, value: Any) -> str | None:
 def _value_problem(name: str, kind: str, value: Any) -> str | None:
     """The problem with the value of property `name` (of `kind`), or None."""
     if value is None:
-        return None if kind in _NULLABLE_KINDS else f"The property '{name}' cannot be null."
+        return f"The property '{name}' cannot be null." if name in _NOT_NULLABLE else None
     if kind == _STRING:
         if not isinstance(value, str):
             return f"The property '{name}' must be a string, got {value!r}."

@@ -14,9 +14,34 @@ from .state import _State
 from .store import _decode_skiptoken, _encode_skiptoken, _parse_filter, _parse_selection, _select
 
 _NO_OPTIONS: Final[frozenset[str]] = frozenset()
+# What the emulator implements, by operation ($skiptoken: the paging of its own nextLinks).
 _GET_OPTIONS: Final = frozenset({"$select"})
 _LIST_OPTIONS: Final = frozenset({"$top", "$skiptoken", "$filter", "$select", "$count"})
 _COUNT_OPTIONS: Final = frozenset({"$filter"})
+# What Graph documents for the entity (the beta SDKs' query parameters): the emulator refuses
+# the ones it does not implement, saying so, rather than ignoring them.
+DOCUMENTED_QUERY_OPTIONS: Final[dict[str, frozenset[str]]] = {
+    "list": frozenset(
+        {"$count", "$expand", "$filter", "$orderby", "$search", "$select", "$skip", "$top"}
+    ),
+    "get": frozenset({"$expand", "$select"}),
+    "count": frozenset({"$filter", "$search"}),
+}
+# OData system query options: on the beta endpoint their $ prefix is optional.
+_SYSTEM_OPTIONS: Final = frozenset(
+    {
+        "count",
+        "expand",
+        "filter",
+        "format",
+        "orderby",
+        "search",
+        "select",
+        "skip",
+        "skiptoken",
+        "top",
+    }
+)
 _QUERY_SAFE: Final = "',"
 
 
@@ -105,11 +130,32 @@ class _Collection:
 
     @staticmethod
     def _check_query(op: _Op, allowed: frozenset[str]) -> None:
-        for key in op.query:
-            if key.startswith("$") and key not in allowed:
+        """Refuse a system query option that `op` does not take, in Graph's error shape; a
+        beta option given without its ``$`` (``filter=``) is taken as with it."""
+        query: dict[str, str] = {}
+        for key, value in op.query.items():
+            name = f"${key}" if key in _SYSTEM_OPTIONS else key
+            if name in query:
                 raise _GraphError(
-                    400, "BadRequest", f"The query option '{key}' is not supported here."
+                    400, "BadRequest", f"The query option '{name}' is given more than once."
                 )
+            query[name] = value
+            if not name.startswith("$") or name in allowed:
+                continue
+            documented = DOCUMENTED_QUERY_OPTIONS.get(op.kind or "", _NO_OPTIONS)
+            offered = ", ".join(sorted(allowed)) or "none"
+            if name in documented:
+                message = (
+                    f"The query option '{name}' is documented for this request but the "
+                    f"emulator does not implement it (it implements: {offered})."
+                )
+            else:
+                message = (
+                    f"The query option '{name}' is not allowed for this request "
+                    f"(allowed: {offered})."
+                )
+            raise _GraphError(400, "BadRequest", message)
+        op.query = query
 
     def _conditions(self, op: _Op) -> list[tuple[str, str]]:
         raw = op.query.get("$filter")

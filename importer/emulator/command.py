@@ -13,7 +13,7 @@ from typing import Any, Final, NoReturn
 
 import click
 
-from .config import EmulatorConfig, _loopback_address
+from .config import RETRY_AFTER_FORMS, EmulatorConfig, _loopback_address
 
 _Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -36,6 +36,7 @@ def build_config(
     seed: int | None = None,
     token_lifetime: int = EmulatorConfig.token_lifetime,
     identity_header: str = EmulatorConfig.identity_header,
+    retry_after: str = EmulatorConfig.retry_after,
 ) -> EmulatorConfig:
     """The config that the command's flags ask for; raises `ValueError` when it is invalid."""
     return EmulatorConfig(
@@ -49,6 +50,7 @@ def build_config(
         static_tokens=frozenset(tokens),
         token_lifetime=token_lifetime,
         identity_header=identity_header,
+        retry_after=retry_after,
     )
 
 
@@ -140,7 +142,7 @@ _OPTIONS: Final[tuple[_Decorator, ...]] = (
         default=EmulatorConfig.token_lifetime,
         show_default=True,
         type=click.IntRange(min=1),
-        help="Seconds a token issued by /msi/token stays valid.",
+        help="Seconds a token issued by /msi/token or /{tenant}/oauth2/v2.0/token stays valid.",
     ),
     click.option(
         "--identity-header",
@@ -148,6 +150,25 @@ _OPTIONS: Final[tuple[_Decorator, ...]] = (
         show_default=True,
         metavar="SECRET",
         help="The X-IDENTITY-HEADER secret that /msi/token requires (IDENTITY_HEADER).",
+    ),
+    click.option(
+        "--retry-after",
+        default=EmulatorConfig.retry_after,
+        show_default=True,
+        type=click.Choice(RETRY_AFTER_FORMS),
+        help="Retry-After of a throttled request: whole seconds (as Graph mostly sends), "
+        "fractional, or absent (Intune's 429 with a JSON string as its message).",
+    ),
+    click.option(
+        "--tls-cert",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Serve over TLS with this PEM certificate (chain): https, as a sign-in authority "
+        "must be for azure-identity. Needs --tls-key.",
+    ),
+    click.option(
+        "--tls-key",
+        type=click.Path(exists=True, dir_okay=False),
+        help="The PEM private key of --tls-cert.",
     ),
 )
 
@@ -161,12 +182,18 @@ def _with_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command("emulator", context_settings={"help_option_names": ["-h", "--help"]})
 @_with_options
-def emulator_command(host: str, port: int, **settings: Any) -> None:
+def emulator_command(
+    host: str, port: int, tls_cert: str | None, tls_key: str | None, **settings: Any
+) -> None:
     """Serve the built-in Microsoft Graph emulator on a loopback address.
 
     It serves the certificate-state collection under /beta, a managed-identity token endpoint
-    (/msi/token) and admin endpoints (/_stats, /_records, /_script, /_reset, /_config,
-    /_expire_tokens). It announces its address on stderr; Ctrl-C stops it (exit 0).
+    (/msi/token), a sign-in authority's token endpoint (/{tenant}/oauth2/v2.0/token, with its
+    OpenID discovery document) and admin endpoints (/_stats, /_records, /_script, /_reset,
+    /_config, /_expire_tokens, /_seed). It announces its address on stderr; Ctrl-C stops it
+    (exit 0). With --tls-cert and --tls-key it serves https, so that it can stand in for the
+    authority (azure-identity accepts only https): point AZURE_AUTHORITY_HOST or [auth]
+    authority_host at it and trust its CA with SSL_CERT_FILE.
 
     \b
     Example (two shells):
@@ -181,14 +208,18 @@ def emulator_command(host: str, port: int, **settings: Any) -> None:
         config = build_config(**settings)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together: give both or neither")
     try:
-        _run(config, host, port)
+        _run(config, host, port, (tls_cert, tls_key) if tls_cert and tls_key else None)
     except KeyboardInterrupt:
         return  # Ctrl-C is how an operator stops the emulator
 
 
-def _run(config: EmulatorConfig, host: str, port: int) -> None:
+def _run(config: EmulatorConfig, host: str, port: int, tls: tuple[str, str] | None = None) -> None:
     """Serve until interrupted, on the event loop every certimport command runs on."""
+    import ssl
+
     from importer import aio
 
     from .server import serve
@@ -197,8 +228,15 @@ def _run(config: EmulatorConfig, host: str, port: int) -> None:
         aio.loop_name()
     except Exception as exc:  # importer.errors.UsageError: a bad CERTIMPORT_EVENT_LOOP
         _fail(str(exc))
+    context = None
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(*tls)
+        except (OSError, ssl.SSLError) as exc:
+            _fail(f"cannot load --tls-cert/--tls-key: {exc}")
     try:
-        aio.run(serve(config, host, port))
+        aio.run(serve(config, host, port, ssl_context=context))
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 

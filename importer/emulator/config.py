@@ -32,6 +32,10 @@ FAULT_KINDS: Final = frozenset(
     }
 )
 REVOKE_STATUSES: Final = frozenset({"none", "pending", "issued", "failed", "revoked"})
+RETRY_AFTER_FORMS: Final = ("whole", "fractional", "absent")
+"""How a 429 of the throttle says when to retry: ``Retry-After`` in whole seconds (what Graph
+mostly sends), in fractional seconds (the throttling guide's ``2.128``), or no header at all
+with Intune's error whose message is itself a JSON string."""
 MAX_BATCH_REQUESTS: Final = 20
 MAX_PAGE_SIZE: Final = 999
 IDENTITY_API_VERSION: Final = "2019-08-01"
@@ -51,9 +55,12 @@ class EmulatorConfig:
     """POST/PATCH/DELETE requests (each ``$batch`` item counts) allowed per write window."""
     write_window: float = 20.0
     read_limit: int = 1000
+    """Requests of any kind (GET, and writes too: Intune's "any" limit) allowed per window."""
     read_window: float = 20.0
     count_throttled: bool = True
     """Requests answered 429 still count in the window, so retrying early prolongs it."""
+    retry_after: str = "whole"
+    """How a throttled request is told when to retry: one of `RETRY_AFTER_FORMS`."""
     latency: float = 0.0
     """Seconds from taking up a Graph request to its answer, its processing included (once
     per ``$batch``)."""
@@ -64,6 +71,9 @@ class EmulatorConfig:
     """Seeds random faults, batch-response shuffling and record ids."""
     static_tokens: frozenset[str] = frozenset()
     token_lifetime: int = 3600
+    """Seconds a token issued by ``/msi/token`` or ``/{tenant}/oauth2/v2.0/token`` is valid."""
+    client_secrets: frozenset[str] = dataclasses.field(default=frozenset(), repr=False)
+    """Client secrets the token endpoint accepts; empty: any non-empty secret."""
     identity_header: str = "emulator-identity-header"
     page_size: int = 100
     forbidden: bool = False
@@ -82,6 +92,10 @@ class EmulatorConfig:
             problems.append(f"static_tokens must be a list of tokens, got {self.static_tokens!r}")
         else:
             self.static_tokens = frozenset(self.static_tokens)
+        if isinstance(self.client_secrets, str):
+            problems.append("client_secrets must be a list of secrets, not one string")
+        else:
+            self.client_secrets = frozenset(self.client_secrets)
         problems = problems or _config_problems(self)
         if problems:
             raise ValueError("invalid emulator config: " + "; ".join(problems))
@@ -112,10 +126,16 @@ def _config_problems(config: EmulatorConfig) -> list[str]:
     unknown = [kind for kind in config.faults if kind not in FAULT_KINDS]
     if unknown or not config.faults:
         problems.append(f"faults must be a non-empty subset of {sorted(FAULT_KINDS)}")
+    if config.retry_after not in RETRY_AFTER_FORMS:
+        problems.append(
+            f"retry_after must be one of {', '.join(RETRY_AFTER_FORMS)}, got {config.retry_after!r}"
+        )
     if config.seed is not None and not _is_int(config.seed):
         problems.append(f"seed must be an integer or null, got {config.seed!r}")
     if not all(isinstance(token, str) and token for token in config.static_tokens):
         problems.append("static_tokens must be non-empty strings")
+    if not all(isinstance(secret, str) and secret for secret in config.client_secrets):
+        problems.append("client_secrets must be non-empty strings")
     if not isinstance(config.identity_header, str) or not config.identity_header:
         problems.append("identity_header must be a non-empty string")
     if not _is_int(config.page_size) or not 1 <= config.page_size <= MAX_PAGE_SIZE:
@@ -130,6 +150,7 @@ def _config_as_json(config: EmulatorConfig) -> dict[str, Any]:
     data = dataclasses.asdict(config)
     data["faults"] = list(config.faults)
     data["static_tokens"] = sorted(config.static_tokens)
+    data["client_secrets"] = ["[secure]"] * len(config.client_secrets)  # never shown
     return data
 
 

@@ -1,11 +1,14 @@
 """Faults and throttling: scripted and random faults on collection POSTs, and Intune-style
-sliding-window throttles answering 429 with a fractional Retry-After."""
+sliding-window throttles answering 429 with a Retry-After in whole seconds, in fractional
+seconds, or (as Intune's backend often does) none at all."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
@@ -166,36 +169,82 @@ class _SlidingWindow:
         return stamps[len(stamps) - limit] + window - now
 
 
-def _format_retry_after(delay: float) -> str:
-    return f"{max(math.ceil(delay * 1000) / 1000, 0.001):.3f}"
+def _format_retry_after(delay: float, form: str) -> str | None:
+    """``Retry-After`` for `delay` seconds in `form`: ``whole`` seconds rounded up (what Graph
+    mostly sends, ``41``), ``fractional`` milliseconds (``2.128``), or None for ``absent``."""
+    if form == "absent":
+        return None
+    if form == "fractional":
+        return f"{max(math.ceil(delay * 1000) / 1000, 0.001):.3f}"
+    return str(max(math.ceil(delay), 1))
+
+
+def _intune_message(activity_id: str) -> str:
+    """The message of a 429 from Intune's backend: itself a JSON document, as a string."""
+    document = {
+        "_version": 3,
+        "Message": (
+            "An error has occurred - Operation ID (for customer support): "
+            f"00000000-0000-0000-0000-000000000000 - Activity ID: {activity_id} - Url: "
+            "https://fef.emulator.manage.microsoft.com/DeviceConfiguration/"
+            "StatelessDeviceConfigurationFEService/deviceManagement/"
+            "deviceConfigurationsAllManagedDeviceCertificateStates - CustomApiErrorPhrase: "
+        ),
+        "CustomApiErrorPhrase": "",
+        "RetryAfter": None,
+        "ErrorSourceService": "",
+        "HttpHeaders": "{}",
+    }
+    return json.dumps(document, indent=2).replace("\n", "\r\n")
+
+
+def _throttled(delay: float, form: str) -> _GraphError:
+    """The 429 for a request that finds its window full for another `delay` seconds."""
+    retry_after = _format_retry_after(delay, form)
+    if retry_after is None:
+        return _GraphError(429, "TooManyRequests", _intune_message(str(uuid.uuid4())))
+    return _GraphError(
+        429,
+        "TooManyRequests",
+        f"Too many requests: retry after {retry_after} seconds.",
+        {"Retry-After": retry_after},
+    )
 
 
 class _Throttle:
-    """The write and read windows of one emulator."""
+    """The write window and the window of every request (Intune's "any" limit) of one emulator.
+
+    A write counts in both: Intune's limit on requests of any kind counts POST, PATCH and
+    DELETE as well as GET.
+    """
 
     def __init__(self) -> None:
         self.writes = _SlidingWindow()
-        self.reads = _SlidingWindow()
+        self.requests = _SlidingWindow()
 
     def reset(self) -> None:
         self.writes = _SlidingWindow()
-        self.reads = _SlidingWindow()
+        self.requests = _SlidingWindow()
 
     def check(self, write: bool, config: EmulatorConfig) -> _GraphError | None:
-        """Count a request in its window: None when admitted, else the 429 to answer."""
+        """Count a request in its windows: None when admitted, else the 429 to answer."""
+        now = time.monotonic()
+        counted: list[_SlidingWindow] = []
+        delays: list[float] = []
+        windows = [(config.read_limit, config.read_window, self.requests)]
         if write:
-            limit, window, stamps = config.write_limit, config.write_window, self.writes
-        else:
-            limit, window, stamps = config.read_limit, config.read_window, self.reads
-        if limit <= 0:
+            windows.append((config.write_limit, config.write_window, self.writes))
+        for limit, window, stamps in windows:
+            if limit <= 0:
+                continue
+            delay = stamps.admit(now, limit, window, config.count_throttled)
+            if delay is None:
+                counted.append(stamps)
+            else:
+                delays.append(delay)
+        if not delays:
             return None
-        delay = stamps.admit(time.monotonic(), limit, window, config.count_throttled)
-        if delay is None:
-            return None
-        retry_after = _format_retry_after(delay)
-        return _GraphError(
-            429,
-            "TooManyRequests",
-            f"Too many requests: retry after {retry_after} seconds.",
-            {"Retry-After": retry_after},
-        )
+        if not config.count_throttled:  # refused in one window: it counts in none
+            for stamps in counted:
+                stamps.stamps.pop()
+        return _throttled(max(delays), config.retry_after)

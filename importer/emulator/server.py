@@ -1,6 +1,7 @@
 """`GraphEmulator`, the aiohttp server on loopback, and `serve`, which runs one until cancelled.
 
-The server composes the parts that answer: `_Identity` (tokens, ``/msi/token``), `_Admission`
+The server composes the parts that answer: `_Identity` (tokens, ``/msi/token``), `_Authority`
+(the OAuth 2.0 token endpoint and OpenID discovery of a sign-in authority), `_Admission`
 and `_Collection` (the collection's operations), `_Batch` (``$batch``) and `_Admin` (the
 admin endpoints), all on one `_State`.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -18,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from .admin import _Admin
+from .authority import Grant, _Authority
 from .batch import _Batch
 from .bodies import _body_problems, _decode_json_body, _GraphError
 from .collection import _Admission, _Collection
@@ -49,6 +52,7 @@ class GraphEmulator:
         self.stats: dict[str, int] = state.stats
         self.port = 0
         self._url_host: str | None = None
+        self._scheme = "http"
         self._runner: web.AppRunner | None = None
         self._started = False
         self._identity = _Identity(state)
@@ -58,6 +62,8 @@ class GraphEmulator:
         self.app = web.Application()
         self.app.router.add_route("*", "/beta/{tail:.*}", self._handle_graph)
         self.app.router.add_get("/msi/token", self._identity.handle_token)
+        self._authority = _Authority(state, self._identity)
+        self._authority.add_routes(self.app)
         _Admin(state, self._identity, self.seed).add_routes(self.app)
 
     @property
@@ -76,8 +82,20 @@ class GraphEmulator:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Listen on `host`:`port` (0 picks a free port). Only loopback hosts are accepted."""
+    @property
+    def grants(self) -> list[Grant]:
+        """Tokens issued by the OAuth token endpoint, oldest first (who, for what, via which
+        host; never a secret)."""
+        return self._authority.grants
+
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        """Listen on `host`:`port` (0 picks a free port). Only loopback hosts are accepted.
+
+        With `ssl_context` every route is served over TLS (``https://``): what a sign-in
+        authority must be for azure-identity, and a Graph root in the https scheme.
+        """
         address = _loopback_address(host)
         if self._started:
             raise RuntimeError("an emulator can be started only once")
@@ -93,8 +111,9 @@ class GraphEmulator:
         self._started = True
         runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        await web.SockSite(runner, sock, backlog=1024).start()
+        await web.SockSite(runner, sock, backlog=1024, ssl_context=ssl_context).start()
         self._runner = runner
+        self._scheme = "http" if ssl_context is None else "https"
         self.port = sock.getsockname()[1]
         self._url_host = f"[{address}]" if family == socket.AF_INET6 else address
 
@@ -118,10 +137,11 @@ class GraphEmulator:
 
     @property
     def root_url(self) -> str:
-        """``http://HOST:PORT``, the stand-in for ``https://graph.microsoft.com``."""
+        """``http://HOST:PORT`` (``https`` over TLS), the stand-in for
+        ``https://graph.microsoft.com`` and, over TLS, for ``https://login.microsoftonline.com``."""
         if self._url_host is None:
             raise RuntimeError("the emulator is not started")
-        return f"http://{self._url_host}:{self.port}"
+        return f"{self._scheme}://{self._url_host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -213,7 +233,7 @@ class GraphEmulator:
         crid = headers.get("client-request-id")
         auth_problem = self._identity.auth_problem(headers.get("Authorization"))
         # request.host would fall back to a slow getfqdn() when there is no Host header.
-        root = f"http://{headers.get('Host') or f'{self._url_host}:{self.port}'}"
+        root = f"{self._scheme}://{headers.get('Host') or f'{self._url_host}:{self.port}'}"
         tail = request.match_info["tail"]
         if tail == "$batch":
             return await self._batch.handle(request, request_id, crid, auth_problem, root)
@@ -248,13 +268,20 @@ class GraphEmulator:
         return _http_response(result, request_id, crid)
 
 
-async def serve(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 8080) -> None:
+async def serve(
+    config: EmulatorConfig,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+) -> None:
     """Run an emulator until cancelled (Ctrl-C under `asyncio.run`), announcing it on stderr."""
     emulator = GraphEmulator(config)
-    await emulator.start(host, port)
+    await emulator.start(host, port, ssl_context=ssl_context)
+    authority = f", authority host {emulator.root_url}" if ssl_context is not None else ""
     print(
         f"emulator listening on {emulator.base_url} (identity endpoint "
-        f"{emulator.identity_endpoint}, identity header {config.identity_header})",
+        f"{emulator.identity_endpoint}, identity header {config.identity_header}{authority})",
         file=sys.stderr,
         flush=True,
     )

@@ -38,7 +38,10 @@ class AuthSettings(Protocol):
     @property
     def certificate_path(self) -> str: ...
     @property
-    def authority(self) -> str: ...
+    def authority(self) -> str:
+        """The sign-in authority, ``https://host[:port]``."""
+        ...
+
     @property
     def scope(self) -> str: ...
 
@@ -108,9 +111,13 @@ class CredentialTokens:
                 f"{_first_line(exc)}"
             ) from None
         except AzureError as exc:
-            raise AuthenticationFailed(
-                f"auth method {self._method!r} failed: {_first_line(exc)}"
-            ) from None
+            message = _first_line(exc)
+            if "CERTIFICATE_VERIFY_FAILED" in message:
+                message += (
+                    "; the sign-in authority's certificate is not trusted: for a private CA, "
+                    "set SSL_CERT_FILE to a bundle holding it before certimport starts"
+                )
+            raise AuthenticationFailed(f"auth method {self._method!r} failed: {message}") from None
         self.fetches += 1
         self._value = access.token
         self._expires_on = float(access.expires_on)
@@ -146,8 +153,19 @@ def _first_line(exc: BaseException) -> str:
 def build_token_source(
     settings: AuthSettings, environ: Mapping[str, str] | None = None
 ) -> TokenSource:
-    """The token source for ``settings.auth_method``; raises ConfigError when it lacks inputs."""
-    env = os.environ if environ is None else environ
+    """The token source for ``settings.auth_method``; raises ConfigError when it lacks inputs.
+
+    Every credential that takes an authority gets ``settings.authority`` (the cloud's, or
+    ``authority_host``): client secret, certificate, workload identity and the default chain.
+    Managed identity and the Azure CLI take none: they get tokens from their own endpoint.
+    """
+    try:
+        return _build_token_source(settings, os.environ if environ is None else environ)
+    except ValueError as exc:  # azure-identity refusing an argument (a malformed tenant id...)
+        raise ConfigError([f"auth method {settings.auth_method!r}: {_first_line(exc)}"]) from None
+
+
+def _build_token_source(settings: AuthSettings, env: Mapping[str, str]) -> TokenSource:
     method = settings.auth_method
     if method == "static":
         if settings.access_token is None:
@@ -195,11 +213,14 @@ def build_token_source(
     elif method == "workload_identity":
         need(tenant, "a tenant id ([graph] tenant_id or AZURE_TENANT_ID)")
         need(client, "a client id ([auth] client_id or AZURE_CLIENT_ID)")
-        need(env.get("AZURE_FEDERATED_TOKEN_FILE", ""), "AZURE_FEDERATED_TOKEN_FILE")
+        token_file = env.get("AZURE_FEDERATED_TOKEN_FILE", "")
+        need(token_file, "a federated token file in AZURE_FEDERATED_TOKEN_FILE")
+        if token_file and not os.path.isfile(token_file):
+            problems.append(f"federated token file {token_file!r} not found")
         if problems:
             raise ConfigError(problems)
         credential = identity.WorkloadIdentityCredential(
-            tenant_id=tenant, client_id=client, **authority
+            tenant_id=tenant, client_id=client, token_file_path=token_file, **authority
         )
     elif method == "azure_cli":
         credential = identity.AzureCliCredential(tenant_id=tenant)

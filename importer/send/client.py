@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import orjson
@@ -289,7 +289,8 @@ class GraphClient:
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         retry_after = exc.result.retry_after if isinstance(exc, _Retryable) else None
-        return self.policy.wait_for(state.attempt_number, retry_after)
+        # The first retry waited before this loop began: tenacity's attempt 1 is retry 2.
+        return self.policy.wait_for(state.attempt_number + 1, retry_after)
 
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -411,7 +412,11 @@ class GraphClient:
 
     async def get_page(self, url: str) -> Classified:
         """GET one page of the collection (paced by the read budget, retried as a read);
-        ``CREATED`` with the page as ``payload``, or the verdict it ended on."""
+        ``CREATED`` with the page as ``payload``, or the verdict it ended on. A link to another
+        origin than the collection's (a nextLink elsewhere) is not followed: UNKNOWN."""
+        if _origin(url) != _origin(self.collection_url):
+            message = f"not following a link to {_origin(url)}: tokens go only to the Graph root"
+            return Classified(Verdict.UNKNOWN, error_code="ForeignLink", error_message=message)
 
         async def once(attempt: int) -> Classified:
             if attempt > 1:
@@ -465,6 +470,11 @@ class GraphClient:
 
         result, attempts, failed = await self._with_retries(once)
         return gave_up(result, attempts) if failed else outcome_of(result, attempts, "delete")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{parts.port or ''}"
 
 
 def next_link(payload: Mapping[str, Any]) -> str | None:

@@ -250,6 +250,65 @@ async def test_filter_on_thumbprint_and_display_name(
     assert status == 400
 
 
+@pytest.mark.parametrize(
+    ("path", "params", "says"),
+    [
+        # documented for the entity, not implemented by the emulator: refused, saying so
+        ("", {"$orderby": "id"}, "documented"),
+        ("", {"$skip": "2"}, "documented"),
+        ("", {"$search": '"laptop"'}, "documented"),
+        ("", {"$expand": "*"}, "documented"),
+        ("/{id}", {"$expand": "*"}, "documented"),
+        ("/$count", {"$search": '"x"'}, "documented"),
+        # not an option of this request at all
+        ("", {"$format": "json"}, "not allowed"),
+        ("/{id}", {"$top": "1"}, "not allowed"),
+        ("/$count", {"$top": "1"}, "not allowed"),
+        ("", {"$bogus": "1"}, "not allowed"),
+        ("", {"$top": "1", "top": "2"}, "more than once"),
+    ],
+)
+async def test_query_options_the_emulator_lacks_are_refused_in_graphs_error_shape(
+    emulator: GraphEmulator,
+    session: aiohttp.ClientSession,
+    path: str,
+    params: dict[str, str],
+    says: str,
+) -> None:
+    _, created = await create(session, emulator, cert())
+    url = collection(emulator) + path.replace("{id}", created["id"])
+    status, body, _ = await call(session, "GET", url, params=params)
+    assert status == 400
+    assert set(body) == {"error"} and body["error"]["code"] == "BadRequest"
+    assert set(body["error"]["innerError"]) == {"date", "request-id", "client-request-id"}
+    assert says in body["error"]["message"]
+    assert next(iter(params)).lstrip("$") in body["error"]["message"]
+
+
+async def test_beta_takes_system_query_options_without_their_dollar(
+    emulator: GraphEmulator, session: aiohttp.ClientSession
+) -> None:
+    for n in range(3):
+        await create(session, emulator, cert(f"{n:040X}"))
+    status, body, _ = await call(
+        session, "GET", collection(emulator), params={"top": "2", "count": "true"}
+    )
+    assert status == 200
+    assert (len(body["value"]), body["@odata.count"]) == (2, 3)
+    assert "$top=2" in body["@odata.nextLink"]
+    status, body, _ = await call(
+        session,
+        "GET",
+        collection(emulator),
+        params={"filter": f"certificateThumbprint eq '{0:040X}'"},
+    )
+    assert (status, len(body["value"])) == (200, 1)
+    status, _, _ = await call(
+        session, "POST", collection(emulator), params={"select": "id"}, json=cert()
+    )
+    assert status == 400, "query options are for GET only"
+
+
 async def test_paging_follows_absolute_next_links(
     emulator: GraphEmulator, session: aiohttp.ClientSession
 ) -> None:
@@ -303,6 +362,13 @@ async def test_paging_follows_absolute_next_links(
         (cert(certificateRevokeStatus="Revoked"), "certificateRevokeStatus"),
         (cert(certificateRevokeStatus="String"), "certificateRevokeStatus"),
         (cert(certificateRevokeStatus=None), "certificateRevokeStatus"),
+        # Nullable="false" in the beta CSDL: the three DateTimeOffset properties
+        (cert(certificateExpirationDateTime=None), "certificateExpirationDateTime"),
+        (cert(certificateIssuanceDateTime=None), "certificateIssuanceDateTime"),
+        (
+            cert(certificateRevokeStatusLastChangeDateTime=None),
+            "certificateRevokeStatusLastChangeDateTime",
+        ),
         (
             cert(certificateExpirationDateTime="2027-01-01T00:00:00"),
             "certificateExpirationDateTime",
@@ -341,7 +407,8 @@ async def test_invalid_bodies_get_400_naming_the_property(
     [
         cert(),
         {"certificateThumbprint": THUMB_A},
-        cert(certificateIssuerName=None, certificateExpirationDateTime=None),
+        # nullable in the beta CSDL: strings and certificateKeyUsages (Int32)
+        cert(certificateIssuerName=None, certificateKeyUsages=None),
         cert(certificateExpirationDateTime="2016-12-31T23:59:01.3955648+03:00"),
         cert(certificateExpirationDateTime="2016-12-31T23:59-05:00"),
         cert(certificateKeyUsages=2**31 - 1, certificateRevokeStatus="none"),
@@ -484,6 +551,21 @@ async def test_batch_envelope_rules(
     assert emulator.records == {}
 
 
+async def test_batch_ids_are_unique_ignoring_case(
+    emulator: GraphEmulator, session: aiohttp.ClientSession
+) -> None:
+    # Graph compares $batch ids ignoring case: "a" and "A" are the same id.
+    status, payload = await batch(session, emulator, [create_item("a"), create_item("A")])
+    assert (status, payload["error"]["code"]) == (400, "BadRequest")
+    assert "'A' is repeated" in payload["error"]["message"]
+    assert emulator.records == {}
+    dependent = create_item("second", THUMB_B)
+    dependent["dependsOn"] = ["FIRST"]  # refers to "first" ignoring case, as the ids compare
+    status, payload = await batch(session, emulator, [create_item("first"), dependent])
+    assert status == 200
+    assert sorted(r["status"] for r in payload["responses"]) == [201, 201]
+
+
 async def test_batch_item_rules(emulator: GraphEmulator, session: aiohttp.ClientSession) -> None:
     no_content_type = create_item("no-content-type")
     del no_content_type["headers"]
@@ -538,25 +620,45 @@ async def test_batch_items_are_throttled_one_by_one(
 # -- throttling --------------------------------------------------------------------------------
 
 
-async def test_write_throttle_answers_fractional_retry_after(
-    emulator: GraphEmulator, session: aiohttp.ClientSession
+@pytest.mark.parametrize(
+    ("form", "pattern"),
+    [("whole", r"[1-9][0-9]*"), ("fractional", r"[0-9]+\.[0-9]{3}")],
+)
+async def test_write_throttle_answers_retry_after_in_whole_or_fractional_seconds(
+    emulator: GraphEmulator, session: aiohttp.ClientSession, form: str, pattern: str
 ) -> None:
-    emulator.config.write_limit = 3
-    emulator.config.write_window = 1.0
+    # GRAPH.md: Graph usually sends whole seconds (41), sometimes fractions (2.128).
+    assert EmulatorConfig().retry_after == "whole"
+    emulator.configure({"write_limit": 3, "write_window": 1.0, "retry_after": form})
     for _ in range(3):
         status, _ = await create(session, emulator, cert())
         assert status == 201
     status, body, headers = await call(session, "POST", collection(emulator), json=cert())
     assert (status, body["error"]["code"]) == (429, "TooManyRequests")
     retry_after = headers["Retry-After"]
-    assert re.fullmatch(r"\d+\.\d{3}", retry_after)
+    assert re.fullmatch(pattern, retry_after)
     assert 0.001 <= float(retry_after) <= 1.0
-    status, _, _ = await call(session, "GET", collection(emulator))
-    assert status == 200, "reads have their own window"
     await asyncio.sleep(float(retry_after))
     status, _ = await create(session, emulator, cert())
     assert status == 201, "the window has room once Retry-After has passed"
     assert emulator.stats["throttled"] == 1
+
+
+async def test_throttle_without_retry_after_answers_intunes_json_in_message(
+    emulator: GraphEmulator, session: aiohttp.ClientSession
+) -> None:
+    emulator.configure({"write_limit": 1, "retry_after": "absent"})
+    assert (await create(session, emulator, cert()))[0] == 201
+    status, body, headers = await call(session, "POST", collection(emulator), json=cert())
+    assert status == 429 and "Retry-After" not in headers
+    error = body["error"]
+    assert error["code"] == "TooManyRequests"
+    assert set(error["innerError"]) == {"date", "request-id", "client-request-id"}
+    inner = json.loads(error["message"])  # the message is itself a JSON document
+    assert inner["RetryAfter"] is None and "Activity ID" in inner["Message"]
+    status, payload = await batch(session, emulator, [create_item("1")])
+    (item,) = payload["responses"]
+    assert item["status"] == 429 and "Retry-After" not in item["headers"]
 
 
 @pytest.mark.parametrize(("count_throttled", "expected"), [(True, 429), (False, 201)])
@@ -577,11 +679,27 @@ async def test_throttled_requests_count_in_the_window(
     assert (await create(session, emulator, cert()))[0] == expected
 
 
-async def test_read_throttle(emulator: GraphEmulator, session: aiohttp.ClientSession) -> None:
-    emulator.config.read_limit = 2
-    statuses = [(await call(session, "GET", collection(emulator)))[0] for _ in range(3)]
-    assert statuses == [200, 200, 429]
+async def test_read_limit_counts_every_request_writes_too(
+    emulator: GraphEmulator, session: aiohttp.ClientSession
+) -> None:
+    # Intune's "any" limit (1000 per 20 s per app) counts POST, PATCH and DELETE as well.
+    emulator.config.read_limit = 3
     assert (await create(session, emulator, cert()))[0] == 201
+    assert (await create(session, emulator, cert(THUMB_B)))[0] == 201
+    statuses = [(await call(session, "GET", collection(emulator)))[0] for _ in range(2)]
+    assert statuses == [200, 429]
+    assert (await create(session, emulator, cert()))[0] == 429
+    assert emulator.stats["throttled"] == 2
+
+
+async def test_a_write_refused_by_the_write_window_still_counts_as_a_request(
+    emulator: GraphEmulator, session: aiohttp.ClientSession
+) -> None:
+    emulator.configure({"read_limit": 3, "write_limit": 1})
+    assert (await create(session, emulator, cert()))[0] == 201
+    assert (await create(session, emulator, cert()))[0] == 429  # write window full
+    assert (await call(session, "GET", collection(emulator)))[0] == 200
+    assert (await call(session, "GET", collection(emulator)))[0] == 429  # 3 requests made
 
 
 # -- faults ------------------------------------------------------------------------------------

@@ -34,6 +34,9 @@ FLAGS = (
     "--seed",
     "--token-lifetime",
     "--identity-header",
+    "--retry-after",
+    "--tls-cert",
+    "--tls-key",
 )
 
 
@@ -46,7 +49,9 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[EmulatorConfi
     """Replace `serve` with one that records what it was given and returns at once."""
     calls: list[tuple[EmulatorConfig, str, int]] = []
 
-    async def fake_serve(config: EmulatorConfig, host: str = "", port: int = 0) -> None:
+    async def fake_serve(
+        config: EmulatorConfig, host: str = "", port: int = 0, *, ssl_context: Any = None
+    ) -> None:
         calls.append((config, host, port))
 
     monkeypatch.setattr(importer.emulator.server, "serve", fake_serve)
@@ -85,6 +90,8 @@ def test_help_shows_every_flag_and_an_example() -> None:
         (("--host", "example.com"), "--host"),
         (("--token", ""), "static_tokens"),
         (("--identity-header", ""), "identity_header"),
+        (("--retry-after", "later"), "--retry-after"),
+        (("--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"), "--tls-cert"),
     ],
     ids=" ".join,
 )
@@ -111,7 +118,7 @@ def test_every_flag_reaches_the_config(served: list[tuple[EmulatorConfig, str, i
         *("--host", "localhost", "--port", "0", "--token", "a", "--static-token", "b"),
         *("--write-limit", "7", "--write-window", "1.5", "--read-limit", "0"),
         *("--read-window", "2.5", "--latency", "0.25", "--fault-rate", "0.5", "--seed", "3"),
-        *("--token-lifetime", "5", "--identity-header", "shh"),
+        *("--token-lifetime", "5", "--identity-header", "shh", "--retry-after", "absent"),
     )
     assert result.exit_code == 0, result.output
     ((config, host, port),) = served
@@ -127,6 +134,7 @@ def test_every_flag_reaches_the_config(served: list[tuple[EmulatorConfig, str, i
         static_tokens=frozenset({"a", "b"}),
         token_lifetime=5,
         identity_header="shh",
+        retry_after="absent",
     )
 
 
@@ -146,7 +154,9 @@ def test_build_config_maps_token_lifetime() -> None:
 
 
 def test_ctrl_c_ends_with_exit_0(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def interrupted(config: EmulatorConfig, host: str = "", port: int = 0) -> None:
+    async def interrupted(
+        config: EmulatorConfig, host: str = "", port: int = 0, **tls: Any
+    ) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(importer.emulator.server, "serve", interrupted)
@@ -246,6 +256,63 @@ def test_token_lifetime_reaches_the_running_emulator() -> None:
         assert found
         _, config = _get(f"{found.group(1)}/_config", data={})
         assert config["token_lifetime"] == 5
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+
+
+def test_tls_flags_go_together(
+    tmp_path: Any, served: list[tuple[EmulatorConfig, str, int]]
+) -> None:
+    pem = tmp_path / "cert.pem"
+    pem.write_text("not read")
+    result = emulator_cli("--tls-cert", str(pem))
+    assert result.exit_code == 2
+    (line,) = error_lines(result.output)
+    assert "--tls-cert and --tls-key go together" in line
+    assert not served
+
+
+def test_tls_emulator_serves_the_authority_with_the_flagged_token_lifetime(tmp_path: Any) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "importer.emulator", "--port", "0", "--token-lifetime", "7"),
+            *("--retry-after", "fractional", "--tls-cert", str(cert), "--tls-key", str(key)),
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        found = re.match(r"emulator listening on (https://\S+)/beta ", line)
+        assert found, line
+        root = found.group(1)
+        assert f"authority host {root}" in line
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        form = "grant_type=client_credentials&client_id=app&client_secret=s&scope=api%2F.default"
+        request = urllib.request.Request(
+            f"{root}/contoso/oauth2/v2.0/token",
+            data=form.encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        with urllib.request.urlopen(request, timeout=10, context=context) as answer:
+            token = json.loads(answer.read())
+        assert token["token_type"] == "Bearer" and token["expires_in"] == 7
+        with urllib.request.urlopen(f"{root}/_config", data=b"{}", context=context) as answer:
+            config = json.loads(answer.read())
+        assert (config["token_lifetime"], config["retry_after"]) == (7, "fractional")
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0

@@ -211,3 +211,22 @@ def test_classify_table(status, headers, payload, verdict):
         assert result.retry_after == 2.0
     if status == 409:
         assert (result.error_code, result.error_message) == ("Conflict", "m")
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "http://127.0.0.2:{port}/beta" + COLLECTION_PATH,  # another loopback host
+        "http://127.0.0.1:1/beta" + COLLECTION_PATH,  # another port
+        "https://127.0.0.1:{port}/beta" + COLLECTION_PATH,  # another scheme
+        "https://evil.example/beta" + COLLECTION_PATH,
+    ],
+)
+async def test_a_link_to_another_origin_is_not_followed_with_the_token(emulator, clock, link):
+    async with make_client(emulator, clock) as client:
+        result = await client.get_page(link.format(port=emulator.port))
+        same = await client.get_page(client.collection_url + "?$top=1")
+    assert (result.verdict, result.error_code) == (Verdict.UNKNOWN, "ForeignLink")
+    assert "tokens go only to the Graph root" in result.error_message
+    assert same.verdict is Verdict.CREATED
+    assert emulator.stats["requests"] == 1  # only the link on the collection's own origin

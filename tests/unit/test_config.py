@@ -194,10 +194,10 @@ timezone = "Mars/Olympus_Mons"
     env = {"CERTIMPORT_MAX_ATTEMPTS": "lots", "CERTIMPORT_BASE_URL": "http://graph.example/beta"}
     assert problems_of(path, environ=env) == [
         f"{path}: unknown setting [graph] colour; known keys in [graph]: allow_custom_host, "
-        "base_url, cloud, tenant_id",
+        "base_url, cloud, scope, tenant_id",
         f"{path}: [run] concurrency must be a whole number, got 'many'",
         "environment: CERTIMPORT_MAX_ATTEMPTS must be a whole number, got 'lots'",
-        "cloud must be one of global, usgov, dod, china, got 'mars'",
+        "cloud must be one of global, usgov, dod, china, custom, got 'mars'",
         "base_url 'http://graph.example/beta': plain http is allowed only for loopback hosts "
         "(127.0.0.1, ::1, localhost); tokens are never sent unencrypted",
         "auth method 'static' needs a token in CERTIMPORT_ACCESS_TOKEN",
@@ -218,11 +218,11 @@ METHODS = (
     [
         (
             {"CERTIMPORT_CLOUD": "azure"},
-            "cloud must be one of global, usgov, dod, china, got 'azure'",
+            "cloud must be one of global, usgov, dod, china, custom, got 'azure'",
         ),
         (
             {"CERTIMPORT_CLOUD": "Global"},
-            "cloud must be one of global, usgov, dod, china, got 'Global'",
+            "cloud must be one of global, usgov, dod, china, custom, got 'Global'",
         ),
         ({"CERTIMPORT_TIMEZONE": "CEST"}, TZ_PROBLEM.format("CEST")),
         ({"CERTIMPORT_TIMEZONE": "../../etc/passwd"}, TZ_PROBLEM.format("../../etc/passwd")),
@@ -275,9 +275,9 @@ def test_each_problem(env: dict[str, str], problem: str) -> None:
     ("text", "problem"),
     [
         ("[graph]\nbogus = 1\n", "unknown setting [graph] bogus; known keys in [graph]: "
-         "allow_custom_host, base_url, cloud, tenant_id"),
+         "allow_custom_host, base_url, cloud, scope, tenant_id"),
         ("[auth]\nauth_method = 'static'\n", "unknown setting [auth] auth_method; known keys in "
-         "[auth]: certificate_path, client_id, method"),
+         "[auth]: authority_host, certificate_path, client_id, method"),
         ("[extra]\nx = 1\n", "unknown setting [extra] x"),
         ("concurrency = 4\n", "top-level key 'concurrency' must be a [section]"),
         ("[run]\nconcurrency = true\n", "[run] concurrency must be a whole number, got True"),
@@ -342,7 +342,8 @@ NOT_LOOPBACK = (
 )
 NOT_GRAPH = (
     "base_url host {!r} is not a Microsoft Graph host; set allow_custom_host = true "
-    "(or CERTIMPORT_ALLOW_CUSTOM_HOST=1) if you really mean to send tokens there"
+    '(or CERTIMPORT_ALLOW_CUSTOM_HOST=1), or cloud = "custom", if you really mean to send '
+    "tokens there"
 )
 NO_BETA = "base_url must end with /beta (the API version), got {!r}"
 
@@ -375,10 +376,10 @@ def test_refused_base_urls(url: str, problem: str) -> None:
 @pytest.mark.parametrize(
     ("cloud", "root", "authority"),
     [
-        ("global", "https://graph.microsoft.com", "login.microsoftonline.com"),
-        ("usgov", "https://graph.microsoft.us", "login.microsoftonline.us"),
-        ("dod", "https://dod-graph.microsoft.us", "login.microsoftonline.us"),
-        ("china", "https://microsoftgraph.chinacloudapi.cn", "login.chinacloudapi.cn"),
+        ("global", "https://graph.microsoft.com", "https://login.microsoftonline.com"),
+        ("usgov", "https://graph.microsoft.us", "https://login.microsoftonline.us"),
+        ("dod", "https://dod-graph.microsoft.us", "https://login.microsoftonline.us"),
+        ("china", "https://microsoftgraph.chinacloudapi.cn", "https://login.chinacloudapi.cn"),
     ],
 )
 def test_clouds_map_to_graph_root_authority_and_scope(
