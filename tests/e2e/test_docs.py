@@ -10,10 +10,7 @@ from importer.cli import cli
 from importer.config import _KEYS, env_name, load_settings
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-# Text proposed for README.md by branch issue16, kept apart until it is merged into README.md
-# (then delete the file and this line): its settings count as documented meanwhile.
-PROPOSED = ROOT / "ISSUE16-README.md"
-DOCUMENTED = README + (PROPOSED.read_text(encoding="utf-8") if PROPOSED.exists() else "")
+DOCUMENTED = README
 EXAMPLE = ROOT / "importer" / "data" / "recipes" / "certimport.example.toml"
 
 
