@@ -93,7 +93,7 @@ class CredentialTokens:
         self._method = method
         self._lock = asyncio.Lock()
         self._value: str | None = None
-        self._expires_on = 0.0
+        self._refresh_at = 0.0  # when the token is renewed: REFRESH_MARGIN before it expires
         self.fetches = 0
 
     def __repr__(self) -> str:
@@ -120,15 +120,19 @@ class CredentialTokens:
             raise AuthenticationFailed(f"auth method {self._method!r} failed: {message}") from None
         self.fetches += 1
         self._value = access.token
-        self._expires_on = float(access.expires_on)
+        # A token that lives less than twice the margin (a test authority, a short-lived
+        # federated token) is renewed halfway through its life instead: with the margin alone
+        # it would be "due" from the start, and every request would wait on the lock.
+        left = float(access.expires_on) - time.time()
+        self._refresh_at = float(access.expires_on) - min(REFRESH_MARGIN, max(left, 0.0) / 2)
         return access.token
 
     async def token(self) -> str:
         value = self._value
-        if value is not None and self._expires_on - time.time() > REFRESH_MARGIN:
+        if value is not None and time.time() < self._refresh_at:
             return value
         async with self._lock:
-            if self._value is not None and self._expires_on - time.time() > REFRESH_MARGIN:
+            if self._value is not None and time.time() < self._refresh_at:
                 return self._value
             return await self._fetch()
 

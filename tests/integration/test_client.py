@@ -230,3 +230,26 @@ async def test_a_link_to_another_origin_is_not_followed_with_the_token(emulator,
     assert "tokens go only to the Graph root" in result.error_message
     assert same.verdict is Verdict.CREATED
     assert emulator.stats["requests"] == 1  # only the link on the collection's own origin
+
+
+async def test_a_short_lived_token_is_fetched_once_not_on_every_request(
+    emulator, clock, monkeypatch
+):
+    """A token that lives less than twice the renewal margin (120 s against 300 s) is kept
+    for half its life: 20 creates take one token, not one each."""
+    from azure.identity.aio import ManagedIdentityCredential
+
+    emulator.config.token_lifetime = 120
+    monkeypatch.setenv("IDENTITY_ENDPOINT", emulator.identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", emulator.config.identity_header)
+    tokens = CredentialTokens(
+        ManagedIdentityCredential(), f"{emulator.root_url}/.default", "managed_identity"
+    )
+    try:
+        async with make_client(emulator, clock, tokens=tokens) as client:
+            outcomes = [await client.create(body(n)) for n in range(1, 21)]
+    finally:
+        await tokens.close()
+    assert {o.status for o in outcomes} == {CREATED}
+    assert tokens.fetches == 1
+    assert emulator.stats["token_requests"] == 1
