@@ -4,9 +4,10 @@ What is drawn is what Graph answered: the rows answered per second (in Graph, or
 on a scale that fits them. Rows that no request was sent for (the run stopped first, invalid
 rows, rows already in Graph) are no throughput: they are counted in a note under the chart,
 never drawn as a bar. 429 answers have a lane of their own under the bars, with their own
-scale, and the throttle pauses are shaded. The SVG scales to the page's width (``viewBox``,
-``width: 100%``); a narrower drawing, with fewer and wider bars, replaces it on a phone
-(the media queries are in the SVG's own ``<style>``, so the chart needs nothing from the page).
+scale, and the pauses (every worker waiting out a Retry-After) are shaded. The SVG scales to
+the page's width (``viewBox``, ``width: 100%``); a narrower drawing, with fewer and wider bars,
+replaces it on a phone (the media queries are in the SVG's own ``<style>``, so the chart needs
+nothing from the page).
 """
 
 from __future__ import annotations
@@ -132,8 +133,9 @@ def _tip(bar: Bar) -> str:
 
 
 def pause_spans(shown: list[Bar]) -> list[tuple[float, float, str]]:
-    """Runs of bars with a throttle pause, as (start, end, what happened in them): one shaded
-    span each, with the time paused and the 429s counted in it."""
+    """Runs of bars with a pause (every worker held back for a Retry-After: a 429, or a 503
+    that gave one), as (start, end, what happened): one shaded span each, with the time paused
+    and the 429s counted in it."""
     spans: list[tuple[float, float, str]] = []
     run: list[Bar] = []
     for bar in [*shown, None]:
@@ -148,19 +150,33 @@ def pause_spans(shown: list[Bar]) -> list[tuple[float, float, str]]:
                 (
                     start,
                     end,
-                    f"throttled from {format_duration(start)} to {format_duration(end)}: "
-                    f"paused {format_duration(paused)}, {throttled:,} × 429",
+                    f"paused from {format_duration(start)} to {format_duration(end)} "
+                    f"(Retry-After): {format_duration(paused)}, {throttled:,} × 429",
                 )
             )
             run = []
     return spans
 
 
+_TICK_STEPS = (1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800)
+
+
+def time_ticks(elapsed: float, most: int) -> list[float]:
+    """Round times from 0 for the x axis, one step apart, at most ``most`` + 1 of them."""
+    if elapsed <= 0:
+        return [0.0]
+    step = next((s for s in _TICK_STEPS if elapsed // s <= most), None)
+    if step is None:  # days: whole multiples of 6 h
+        step = 21600 * math.ceil(elapsed / most / 21600)
+    ticks = [k * float(step) for k in range(int(elapsed // step) + 1)]
+    return ticks if len(ticks) > 1 else [0.0, elapsed]  # a run shorter than a step: its end
+
+
 def _axes(frame: Frame, top: float, elapsed: float) -> list[str]:
     right = frame.width - _RIGHT
     bottom = _TOP + _PLOT_H
     lane_top = bottom + _GAP
-    parts = [f'<text x="{_LEFT - 6}" y="{_TOP - 10}" text-anchor="end">rows/s</text>']
+    parts = [f'<text x="2" y="{_TOP - 10}">rows/s</text>']
     for fraction in (0.0, 0.5, 1.0):
         y = bottom - fraction * _PLOT_H
         parts.append(
@@ -175,14 +191,12 @@ def _axes(frame: Frame, top: float, elapsed: float) -> list[str]:
         'text-anchor="end">429s</text></g>'
     )
     axis_y = lane_top + _LANE_H + 16
-    for k in range(frame.time_ticks + 1):
-        fraction = k / frame.time_ticks
-        x = _LEFT + fraction * (right - _LEFT)
-        anchor = "start" if k == 0 else "end" if k == frame.time_ticks else "middle"
-        parts.append(
-            f'<text x="{x:.1f}" y="{axis_y}" text-anchor="{anchor}">'
-            f"{_e(format_duration(fraction * elapsed)) if k else '0'}</text>"
-        )
+    scale_x = (right - _LEFT) / elapsed if elapsed > 0 else 0.0
+    for seconds in time_ticks(elapsed, frame.time_ticks):
+        x = _LEFT + seconds * scale_x
+        anchor = "start" if seconds == 0 else "end" if x > right - 24 else "middle"
+        label = _e(format_duration(seconds)) if seconds else "0"
+        parts.append(f'<text x="{x:.1f}" y="{axis_y}" text-anchor="{anchor}">{label}</text>')
     return parts
 
 
@@ -234,9 +248,18 @@ def render_chart(timeline: Timeline, frame: Frame = WIDE) -> str:
     shades = [
         f'<rect x="{_LEFT + start * scale_x:.2f}" y="{_TOP}" '
         f'width="{max((end - start) * scale_x, 1.0):.2f}" height="{_PLOT_H + _GAP + _LANE_H}" '
-        f'fill="{PAUSED}" fill-opacity="0.7"><title>{_e(title)}</title></rect>'
+        f'fill-opacity="0"><title>{_e(title)}</title></rect>'
         for start, end, title in pause_spans(shown)
     ]
+    paused = [  # as wide as the time paused in each bar: the shaded area is the pause
+        f'<rect x="{_LEFT + bar.start * scale_x:.2f}" y="{_TOP}" '
+        f'width="{min(bar.values["paused_ms"] / 1000, bar.seconds) * scale_x:.2f}" '
+        f'height="{_PLOT_H + _GAP + _LANE_H}"/>'
+        for bar in shown
+        if bar.values["paused_ms"]
+    ]
+    if paused:
+        shades.insert(0, f'<g fill="{PAUSED}" shape-rendering="crispEdges">{"".join(paused)}</g>')
     parts += [*shades, *_axes(frame, top, elapsed), *columns, *lane]
     answered = sum(b.answered for b in shown)
     if answered and elapsed > 0:
@@ -251,10 +274,12 @@ def render_chart(timeline: Timeline, frame: Frame = WIDE) -> str:
     return "".join(parts)
 
 
-def _swatch(colour: str) -> str:
+def _swatch(colour: str, label: str) -> str:
+    """A colour and its label, kept together when the line wraps."""
     return (
-        f'<span style="display:inline-block;width:.75em;height:.75em;background:{colour};'
-        'border-radius:2px;margin-right:.2em"></span>'
+        '<span style="white-space:nowrap"><span style="display:inline-block;width:.75em;'
+        f'height:.75em;background:{colour};border-radius:2px;margin-right:.2em"></span>'
+        f"{label}</span>"
     )
 
 
@@ -266,17 +291,23 @@ def _legend(timeline: Timeline) -> str:
     peak = max(timeline.column("throttled"), default=0)
     most_429 = f", at most {peak:,} per {_e(format_duration(timeline.width))}" if peak else ""
     items = [
-        f"{_swatch(IN_GRAPH)}in Graph ({totals['in_graph']:,})",
-        f"{_swatch(REFUSED)}refused by Graph ({totals['refused']:,})",
-        f'<span style="color:#1565c0">- - -</span> average {_number(average)} rows/s',
-        f"{_swatch(PAUSED)}throttle pauses "
-        f'(<span id="paused-total">{format_duration(totals["paused_ms"] / 1000)}</span>)',
-        f'{_swatch(THROTTLED)}429 answers (<span id="throttled-total">'
-        f"{totals['throttled']:,}</span>{most_429}), in the lane below",
+        _swatch(IN_GRAPH, f"in Graph ({totals['in_graph']:,})"),
+        _swatch(REFUSED, f"refused by Graph ({totals['refused']:,})"),
+        '<span style="white-space:nowrap"><span style="color:#1565c0">- - -</span> average '
+        f"{_number(average)} rows/s</span>",
+        _swatch(
+            PAUSED,
+            "paused for Retry-After "
+            f'(<span id="paused-total">{format_duration(totals["paused_ms"] / 1000)}</span>)',
+        ),
+        _swatch(
+            THROTTLED,
+            f'429 answers (<span id="throttled-total">{totals["throttled"]:,}</span>{most_429})',
+        ),
     ]
     return (
         '<p class="muted legend">Rows answered by Graph per second: '
-        + " · ".join(f'<span style="white-space:nowrap">{item}</span>' for item in items)
+        + " · ".join(items)
         + f". {totals['requests']:,} requests in {_e(format_duration(end))}.</p>"
     )
 
@@ -289,7 +320,7 @@ def _not_drawn(timeline: Timeline) -> str:
     if not notes:
         return ""
     return (
-        '<p class="muted" id="not-drawn">Not drawn, as no answer came for them: '
+        '<p class="muted" id="not-drawn">Not in the chart, as Graph answered none of them: '
         + "; ".join(notes)
         + ".</p>"
     )

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from helpers import Page
 
 from importer.outcome import REJECTED, Outcome
-from importer.reports.chart import NARROW, WIDE, bars, chart_scale, chart_section, pause_spans
+from importer.reports.chart import (
+    NARROW,
+    WIDE,
+    bars,
+    chart_scale,
+    chart_section,
+    pause_spans,
+    time_ticks,
+)
 from importer.reports.html import CSP, render_report
 from importer.reports.results import ErrorDigest
 from importer.reports.timeline import Timeline
@@ -114,7 +123,7 @@ def test_chart_shades_throttle_pauses_as_spans_with_their_429s():
         (42.0, 60.0),
         (62.0, 64.0),
     ]
-    assert spans[0][2] == "throttled from 2.0 s to 20 s: paused 18 s, 3 × 429"
+    assert spans[0][2] == "paused from 2.0 s to 20 s (Retry-After): 18 s, 3 × 429"
 
 
 def test_chart_of_a_run_graph_never_answered_says_so():
@@ -124,3 +133,17 @@ def test_chart_of_a_run_graph_never_answered_says_so():
     text = chart_section(_summary(), timeline)
     assert "<svg" not in text and "Graph answered no row in this run" in text
     assert "5 never sent" in text
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "most", "ticks"),
+    [
+        (0.5, 4, [0.0, 0.5]),
+        (8.1, 4, [0.0, 2.0, 4.0, 6.0, 8.0]),
+        (8.1, 2, [0.0, 5.0]),
+        (64, 4, [0.0, 15.0, 30.0, 45.0, 60.0]),
+        (3_725, 4, [0.0, 900.0, 1800.0, 2700.0, 3600.0]),
+    ],
+)
+def test_time_axis_has_round_times(elapsed, most, ticks):
+    assert time_ticks(elapsed, most) == ticks
