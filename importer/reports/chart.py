@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from importer.reports.summary import RunSummary
 
 IN_GRAPH, REFUSED, THROTTLED, PAUSED = "#2e7d32", "#ef6c00", "#c62828", "#ffe0b2"
-NARROW_BELOW = 640  # px: under this page width the narrow drawing is shown
+NARROW_BELOW = 720  # px: under this page width the narrow drawing is shown (wide text >= 11 px)
 CHART_HEIGHT = 236
 _TOP, _PLOT_H, _GAP, _LANE_H = 24, 140, 14, 30
 _LEFT, _RIGHT = 44, 10
@@ -31,7 +31,7 @@ _STYLE = (
     ".chart svg{display:block;width:100%;height:auto;margin:.25rem 0}"
     ".chart text{font:12px system-ui,-apple-system,sans-serif;fill:#444}"
     ".chart .lane text{fill:#c62828}.chart .narrow text{font-size:13px}"
-    ".chart .narrow{display:none;max-width:560px}"
+    ".chart .narrow{display:none;max-width:460px}"
     f"@media (max-width:{NARROW_BELOW - 0.02}px){{.chart .wide{{display:none}}"
     ".chart .narrow{display:block}}"
 )
@@ -75,24 +75,34 @@ def _e(value: object) -> str:
 
 
 def _nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2, 5 × 10^n that is at least ``value`` (1 for nothing)."""
+    """The smallest of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × 10^n that is at least ``value``
+    (1 for nothing): the busiest bar fills most of the height, with a round half-way line."""
     if value <= 0:
         return 1.0
     magnitude = 10.0 ** math.floor(math.log10(value))
-    return next(step * magnitude for step in (1, 2, 5, 10) if step * magnitude >= value - 1e-9)
+    steps = (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10)
+    return next(step * magnitude for step in steps if step * magnitude >= value - 1e-9)
 
 
 def _number(value: float) -> str:
     return f"{value:,.1f}" if value < 10 and value != int(value) else f"{value:,.0f}"
 
 
+# Buckets per bar: round multiples, so that bars of a bursty run alias as little as they can
+_BAR_FACTORS = (1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600)
+
+
 def bars(timeline: Timeline, max_bars: int) -> list[Bar]:
-    """The timeline's buckets summed into at most ``max_bars`` bars; the last one ends where
+    """The timeline's buckets summed into at most ``max_bars`` bars (a round number of
+    buckets each: 1, 2, 5, 10, 15, 20, 30...); the last one ends where
     the run ended (a last bar shorter than half the others joins the one before it)."""
     buckets = timeline.buckets
     if not buckets:
         return []
-    factor = max(1, math.ceil(len(buckets) / max_bars))
+    factor = next(
+        (f for f in _BAR_FACTORS if math.ceil(len(buckets) / f) <= max_bars),
+        math.ceil(len(buckets) / max_bars),
+    )
     step = timeline.width * factor
     result = [
         Bar(i * step, step, dict(zip(Timeline.FIELDS, values, strict=True)))
