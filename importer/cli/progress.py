@@ -23,7 +23,7 @@ from importer.outcome import (
     UNKNOWN,
     UPDATED,
 )
-from importer.reports.timeline import format_duration
+from importer.reports.timeline import about
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -75,7 +75,7 @@ def render_progress(monitor: RunMonitor) -> RenderableType:
         speed += " · no rate limit"
     if stats is not None:
         speed += f" · 429s {stats.throttled:,}"
-    speed += f" · time left {format_duration(monitor.eta())}"
+    speed += f" · time left {about(monitor.eta())}"
     lines: list[RenderableType] = [head, line, Text(speed)]
     remaining = pacer.remaining if pacer is not None else 0.0
     if remaining > 0:

@@ -282,7 +282,7 @@ class SendPool:
     def _mark(self, job: Job, outcome: Outcome) -> None:
         job.slot.outcomes[job.pos] = outcome
         job.slot.remaining -= 1
-        self.monitor.settled(outcome.status)
+        self.monitor.finished(outcome)
         if self.row_debug:
             log_row(job.slot.vc, job.pos, outcome)
 
