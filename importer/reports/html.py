@@ -48,9 +48,12 @@ font-variant-numeric:tabular-nums;white-space:nowrap}
 .bar{height:.8rem;border-radius:2px;min-width:1px}.muted{color:#666}code{font-size:.9em}
 .facts td:first-child{width:12rem;color:#555}svg text{font:12px system-ui,sans-serif;fill:#444}
 ul.examples{margin:0;padding-left:1.1rem}td.share{width:35%}td.why{font-size:.85em}
-.wide{overflow-x:auto}td{overflow-wrap:anywhere}
+.wide{overflow-x:auto}code{overflow-wrap:anywhere}
 @media (max-width:600px){body{margin:1rem auto;font-size:14px}td.why{display:none}
-.facts td:first-child{width:auto}}
+.facts td:first-child{width:auto}table.errors,table.errors tbody{display:block}
+table.errors td{display:block;border:0;padding:.1rem .5rem;overflow-wrap:anywhere}
+table.errors tr{display:block;border-bottom:1px solid #e0e0e0;padding:.3rem 0}
+table.errors thead{display:none}}
 """
 
 
@@ -158,7 +161,7 @@ def _errors_section(digest: ErrorDigest | None) -> str:
             f'<td class="n">{count:,}</td><td><ul class="examples">{items}</ul></td></tr>'
         )
     return (
-        '<div class="wide"><table><thead><tr><th>column: reason, or error code</th>'
+        '<div class="wide"><table class="errors"><thead><tr><th>column: reason, or error code</th>'
         "<th>status</th><th class='n'>rows</th><th>examples</th></tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table></div>"
