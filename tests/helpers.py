@@ -297,3 +297,19 @@ class Page(HTMLParser):
                 self.fetches.append(f"{tag} {name}={found[name]}")
         if tag == "link":
             self.fetches.append(f"link {found.get('href')}")
+
+
+def validated(src: Any, check: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every chunk of ``src`` through the validator ``check``: (bodies of the valid rows,
+    problems as the operator reads them, with ``f`` as the file's name)."""
+    import numpy as np
+
+    from importer.input.mapping import build_bodies
+
+    sent: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for chunk in src.chunks():
+        vc = check.validate(chunk)
+        sent += build_bodies(vc.values, np.flatnonzero(vc.valid))
+        problems += [p.describe("f") for pos in sorted(vc.problems) for p in vc.problems[pos]]
+    return sent, problems

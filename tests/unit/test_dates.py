@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import validated
 
 from importer.input.dates import Evidence, decide, evidence
-from importer.input.mapping import build_bodies
 from importer.input.schema import Validator
 from importer.input.source import CsvSource
 
@@ -34,12 +34,7 @@ def run(
     """(validator after the whole file, bodies sent, problems as the operator reads them)."""
     src = CsvSource(path, chunk_size=chunk_size)
     check = Validator(src.header, source=src if source else None, **dates)
-    sent: list[dict[str, Any]] = []
-    problems: list[str] = []
-    for chunk in src.chunks():
-        vc = check.validate(chunk)
-        sent += build_bodies(vc.values, np.flatnonzero(vc.valid))
-        problems += [p.describe("f") for pos in sorted(vc.problems) for p in vc.problems[pos]]
+    sent, problems = validated(src, check)
     return check, sent, problems
 
 

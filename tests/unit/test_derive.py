@@ -9,13 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
+from helpers import validated
 
 from importer.errors import ConfigError, InputError
 from importer.input.derive import Derivation
-from importer.input.mapping import build_bodies
 from importer.input.profiles import ColumnSetting, load_profiles, match_header, parse_profile
 from importer.input.schema import Validator
 from importer.input.source import CsvSource
@@ -28,12 +27,7 @@ def bodies(path: Path, **source: Any) -> tuple[CsvSource, list[dict[str, Any]], 
     """(source, bodies of the valid rows, problems as the operator reads them)."""
     src = CsvSource(path, chunk_size=2, encoding="auto", **source)
     check = Validator(src.header, dayfirst=False)
-    sent: list[dict[str, Any]] = []
-    problems: list[str] = []
-    for chunk in src.chunks():
-        vc = check.validate(chunk)
-        sent += build_bodies(vc.values, np.flatnonzero(vc.valid))
-        problems += [p.describe("f") for pos in sorted(vc.problems) for p in vc.problems[pos]]
+    sent, problems = validated(src, check)
     return src, sent, problems
 
 

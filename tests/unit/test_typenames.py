@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from helpers import validated
 
-from importer.input.mapping import build_bodies
 from importer.input.schema import Validator
 from importer.input.source import CsvSource
 from importer.input.typenames import is_type_name
@@ -58,12 +57,7 @@ def plain_export(tmp_path: Path, rows: int = 5) -> Path:
 def run(path: Path, **options: Any) -> tuple[Validator, list[dict[str, Any]], list[str]]:
     src = CsvSource(path, chunk_size=2)
     check = Validator(src.header, dayfirst=False, **options)
-    sent: list[dict[str, Any]] = []
-    problems: list[str] = []
-    for chunk in src.chunks():
-        vc = check.validate(chunk)
-        sent += build_bodies(vc.values, np.flatnonzero(vc.valid))
-        problems += [p.describe("f") for pos in sorted(vc.problems) for p in vc.problems[pos]]
+    sent, problems = validated(src, check)
     return check, sent, problems
 
 
