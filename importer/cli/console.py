@@ -148,6 +148,7 @@ def _log_summary(summary: RunSummary, steps: list[str]) -> None:
             "requests": summary.requests,
             "throttled": summary.throttled,
             "retries": summary.retries,
+            "pace": summary.pace,
             "duration_seconds": summary.duration_seconds,
             "rows_per_second": summary.rows_per_second,
             "exit_code": summary.exit_code,
@@ -159,7 +160,7 @@ def _log_summary(summary: RunSummary, steps: list[str]) -> None:
 
 def summary_lines(summary: RunSummary, steps: list[str]) -> list[str]:
     """The run summary table, one line a fact."""
-    from importer.reports.summary import shown_statuses
+    from importer.reports.summary import pace_line, shown_statuses
     from importer.reports.timeline import format_duration
 
     counts = summary.counts
@@ -175,6 +176,8 @@ def summary_lines(summary: RunSummary, steps: list[str]) -> list[str]:
             f"  requests   {summary.requests:,} · 429s {summary.throttled:,} · "
             f"retries {summary.retries:,}"
         )
+        if summary.pace:
+            lines.append(f"  pace       {pace_line(summary.pace)}")
     lines.append(
         f"  duration   {format_duration(summary.duration_seconds)} · "
         f"{summary.rows_per_second:,} rows/s"

@@ -16,7 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from importer.reports.summary import exit_meaning, next_steps, shown_statuses
+from importer.reports.summary import exit_meaning, next_steps, pace_line, shown_statuses
 from importer.reports.timeline import Timeline, format_duration
 
 if TYPE_CHECKING:
@@ -116,6 +116,8 @@ def _facts(summary: RunSummary) -> str:
                 f"{summary.requests:,} (429: {summary.throttled:,}, retries: {summary.retries:,})",
             )
         )
+        if summary.pace:
+            facts.append(("pace", _e(pace_line(summary.pace))))
     if summary.reconciled:
         facts.append(("reconciled", f"{summary.reconciled:,} found in Graph after a lost answer"))
     if summary.stopped:

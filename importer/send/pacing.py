@@ -17,8 +17,10 @@ counting requests made while throttled. The pacer therefore:
   the last configured window. At a sliding-window limit that count *is* the share (the window
   was full when it said no), so the new pace is the share, not a fixed fraction of the
   configured rate. The pace is never raised by an event, nor set above the configured rate or
-  under ``floor`` of it. When nothing went through in the window (no measurement), it falls
-  back to a multiplicative cut;
+  under ``floor`` of it, nor cut by more than half at once (a 429 just after the start or a
+  pause has little in the window to measure: a stray one must not send the pace to the
+  floor; a share far below takes a few events to reach). When nothing went through in the
+  window (no measurement), it falls back to a multiplicative cut;
 * climbs back after the pause along a cubic curve, ``pace = share * (1 + probe * n**3)``, ``n``
   counting probe periods (the configured window, at least ``MIN_PERIOD``) since the pause
   ended: flat near the share it just measured (+0.05% after one period, +0.4% after two), so a
@@ -41,6 +43,7 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from importer.send.retry import Clock, Sleep
 
@@ -49,6 +52,7 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 HEADROOM = 0.99
 MIN_PERIOD = 2.0  # seconds: the shortest probe period (a 1-second window would probe too often)
 PROBE = 0.0005  # the cubic climb's coefficient, per probe period cubed
+MAX_CUT = 0.5  # the most one congestion event cuts the pace by
 DECREASE = 0.7  # the cut when a 429 comes with no measured goodput to set the pace from
 
 
@@ -135,6 +139,23 @@ class Pacer:
         periods = max(0.0, self._clock() - self._climb_from) / self._period
         return min(self.ceiling, self._base * (1.0 + self._probe * periods**3))
 
+    def findings(self, elapsed: float) -> dict[str, Any]:
+        """What the pacer found over ``elapsed`` seconds of sending, for the run's summary:
+        the configured limit, the pace it settled on (now), the share the last congestion
+        event measured, the congestion events, and the time every worker was paused."""
+        limited = bool(self.limit.requests)
+        return {
+            "limit": str(self.limit),
+            "configured_per_second": round(self.limit.per_second, 3) if limited else None,
+            "settled_per_second": round(self.rate, 3) if limited else None,
+            "measured_share_per_second": None if self.estimate is None else round(self.estimate, 3),
+            "throttle_events": self.throttle_events,
+            "paused_seconds": round(self.paused_seconds, 3),
+            "paused_share": round(min(1.0, self.paused_seconds / elapsed), 4)
+            if elapsed > 0
+            else 0.0,
+        }
+
     def pause(self, seconds: float) -> None:
         """Hold every worker back for ``seconds`` from now (extends, never shortens). A wait
         longer than ``max_pause`` is not taken at all: the row that was told so gives up, and
@@ -166,7 +187,9 @@ class Pacer:
         self._forget(now)
         if self._done_sum:
             self.estimate = self._done_sum / self._window
-            pace = min(current, self.estimate * HEADROOM)
+            # At most halved by one event: a 429 soon after a start or a pause has little
+            # in the window to measure (a stray one would otherwise send the pace to the floor)
+            pace = max(current * MAX_CUT, min(current, self.estimate * HEADROOM))
         else:
             pace = current * self._decrease
         self._base = max(self._floor, min(self.ceiling, pace))

@@ -255,3 +255,12 @@ def test_the_pause_is_counted_once_in_wall_clock_time():
     clock.now += 1.0
     pacer.pause(4.0)  # extends it by 2 s
     assert pacer.paused_seconds == pytest.approx(5.0)
+
+
+def test_one_event_at_most_halves_the_pace():
+    clock = VirtualTime()
+    pacer = Pacer(RateLimit(100, 20.0), clock=clock, sleep=clock.sleep)
+    pacer.succeeded(2)  # a 429 with only 2 through in the window: a thin measurement
+    pacer.throttled(None)
+    assert pacer.estimate == pytest.approx(0.1)
+    assert pacer.rate == pytest.approx(5.0 * HEADROOM * 0.5)
