@@ -42,6 +42,7 @@ from bench import COLLECTION_URL, ROOT, TOKEN, Emulator, generate, run_child
 
 WORKERS = 32
 LATENCY = 0.02
+DEADLINE = 240.0  # seconds after which a baseline poster gives up the rows it has not sent
 POLL = 0.25  # seconds between two samples of the emulator's counters
 
 POSTER = r"""
@@ -102,7 +103,7 @@ class Adaptive:
         self.fill = max(self.MIN_RATE, min(rate, 2 * measured))
 
 
-async def main(path, url, token, workers, policy):
+async def main(path, url, token, workers, policy, deadline):
     start = time.monotonic()
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -116,10 +117,10 @@ async def main(path, url, token, workers, policy):
     headers = {"Authorization": "Bearer " + token}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=workers)) as s:
         async def worker():
-            while not queue.empty():
+            while not queue.empty() and time.monotonic() - start < deadline:
                 body = queue.get_nowait()
                 attempt = 0
-                while True:
+                while time.monotonic() - start < deadline:  # past it, the row is given up
                     if limiter:
                         await limiter.acquire()
                     async with s.post(url, json=body, headers=headers) as r:
@@ -137,7 +138,9 @@ async def main(path, url, token, workers, policy):
         await asyncio.gather(*(worker() for _ in range(workers)))
     print(json.dumps({"seconds": time.monotonic() - start}))
 
-asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]))
+asyncio.run(
+    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], float(sys.argv[6]))
+)
 """
 POLICIES = ("certimport", "aiohttp + Retry-After", "botocore-like adaptive")
 
@@ -251,6 +254,7 @@ def run_policy(emulator: Emulator, scenario: Scenario, policy: str, work: Path) 
             kind = "adaptive" if policy.startswith("botocore") else "retry-after"
             url = COLLECTION_URL.format(root=emulator.root)
             cmd = [sys.executable, "-c", POSTER, str(path), url, TOKEN, str(WORKERS), kind]
+            cmd.append(str(DEADLINE))
             _, _, _, stdout, _ = run_child(cmd, dict(os.environ))
             seconds = json.loads(stdout.strip().splitlines()[-1])["seconds"]
     finally:
@@ -287,7 +291,11 @@ def row_of(o: Outcome) -> tuple[str, ...]:
     told = ""
     if pace:
         settled, paused = pace.get("settled_per_second", 0), pace.get("paused_share", 0)
-        told = f"pace {settled:g}/s, paused {paused:.1%}"
+        told = f"certimport: settled at {settled:.3g}/s, paused {paused:.1%}"
+    if o.created < o.scenario.rows:
+        told = (
+            f"stopped at the {DEADLINE:g} s deadline: {o.scenario.rows - o.created:,} not created"
+        )
     return (
         o.scenario.name,
         f"{o.scenario.configured} vs {o.scenario.limit}/{o.scenario.window:g}s",
@@ -317,7 +325,7 @@ def table(outcomes: list[Outcome]) -> str:
         "429s",
         "429 share",
         "settle s (drop / rise)",
-        "certimport says",
+        "note",
     )
     lines = [head, *(row_of(o) for o in outcomes)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
