@@ -24,8 +24,10 @@ counting requests made while throttled. The pacer therefore:
 * climbs back after the pause along a cubic curve, ``pace = share * (1 + probe * n**3)``, ``n``
   counting probe periods (the configured window, at least ``MIN_PERIOD``) since the pause
   ended: flat near the share it just measured (+0.05% after one period, +0.4% after two), so a
-  steady share is probed about once every three periods and few requests are answered 429;
-  steep away from it (doubled after about 12.6 periods), so a share that grows back is found.
+  steady share is probed about once every three periods and few requests are answered 429.
+  Once 5% above the share with no 429 (after 4.6 periods), the measurement is evidently stale
+  (other apps have stopped): the pace then grows by a quarter a period, so a share that has
+  doubled back is reached in about 7.5 periods.
 
 This learns from the AWS SDKs' ``adaptive`` retry mode (botocore ``retries/adaptive.py``,
 ``throttling.py``: a measured send rate, a CUBIC climb). Two things Graph gives that it does not
@@ -52,6 +54,8 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 HEADROOM = 0.99
 MIN_PERIOD = 2.0  # seconds: the shortest probe period (a 1-second window would probe too often)
 PROBE = 0.0005  # the cubic climb's coefficient, per probe period cubed
+STALE = 0.05  # this far above the measured share with no 429, the climb turns exponential
+GROWTH = 1.25  # the exponential climb, per probe period
 MAX_CUT = 0.5  # the most one congestion event cuts the pace by
 DECREASE = 0.7  # the cut when a 429 comes with no measured goodput to set the pace from
 
@@ -111,6 +115,7 @@ class Pacer:
         self._floor = self.ceiling * floor
         self._decrease = decrease
         self._probe = probe
+        self._stale_after = (STALE / probe) ** (1 / 3)  # periods until the cubic is STALE above
         self._window = self.limit.window
         self._period = max(self.limit.window, MIN_PERIOD)
         self._clock = clock
@@ -137,7 +142,10 @@ class Pacer:
         if self._climb_from is None:
             return self._base
         periods = max(0.0, self._clock() - self._climb_from) / self._period
-        return min(self.ceiling, self._base * (1.0 + self._probe * periods**3))
+        beyond = periods - self._stale_after
+        if beyond <= 0:
+            return min(self.ceiling, self._base * (1.0 + self._probe * periods**3))
+        return min(self.ceiling, self._base * (1.0 + STALE) * GROWTH ** min(beyond, 100.0))
 
     def findings(self, elapsed: float) -> dict[str, Any]:
         """What the pacer found over ``elapsed`` seconds of sending, for the run's summary:
