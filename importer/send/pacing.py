@@ -145,7 +145,8 @@ class Pacer:
         beyond = periods - self._stale_after
         if beyond <= 0:
             return min(self.ceiling, self._base * (1.0 + self._probe * periods**3))
-        return min(self.ceiling, self._base * (1.0 + STALE) * GROWTH ** min(beyond, 100.0))
+        growth: float = GROWTH ** min(beyond, 100.0)
+        return min(self.ceiling, self._base * (1.0 + STALE) * growth)
 
     def findings(self, elapsed: float) -> dict[str, Any]:
         """What the pacer found over ``elapsed`` seconds of sending, for the run's summary:
