@@ -286,6 +286,7 @@ def row_of(o: Outcome) -> tuple[str, ...]:
     """One line of the table."""
     real = o.scenario.real_rate(o.seconds)
     rate = o.created / o.seconds if o.seconds else 0.0
+    real_limits = "→".join(str(n) for n in [o.scenario.limit, *(n for _, n in o.scenario.phases)])
     settle = " / ".join("-" if s is None else f"{s:.1f}" for s in o.settle) or ""
     pace = o.summary.get("pace", {})
     told = ""
@@ -298,7 +299,7 @@ def row_of(o: Outcome) -> tuple[str, ...]:
         )
     return (
         o.scenario.name,
-        f"{o.scenario.configured} vs {o.scenario.limit}/{o.scenario.window:g}s",
+        f"{o.scenario.configured} vs {real_limits}/{o.scenario.window:g}s",
         o.policy,
         f"{o.created:,}",
         f"{o.seconds:.1f}",
