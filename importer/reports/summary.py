@@ -66,7 +66,7 @@ class RunSummary:
 def pace_line(pace: dict[str, Any]) -> str:
     """What the write pacer found, in one line (the console summary and report.html):
     ``settled at 2.48/s of 5/s configured (100/20s) · share measured 2.5/s · 3 congestion
-    events · paused 11 s (9.4%)``; empty when the run sent nothing."""
+    events · paused 11.2 s (9.3%)``; empty when the run sent nothing."""
     if not pace:
         return ""
     parts = []
@@ -80,7 +80,11 @@ def pace_line(pace: dict[str, Any]) -> str:
     events = pace.get("throttle_events", 0)
     if pace.get("measured_share_per_second") is not None:
         parts.append(f"share measured {pace['measured_share_per_second']:.3g}/s")
-    parts.append(f"{events:,} congestion event{'' if events == 1 else 's'}" if events else "no 429")
+    parts.append(
+        f"{events:,} congestion event{'' if events == 1 else 's'}"
+        if events
+        else "no congestion event"
+    )
     paused = pace.get("paused_seconds", 0.0)
     parts.append(f"paused {paused:.3g} s ({pace.get('paused_share', 0.0):.1%})")
     return " · ".join(parts)

@@ -69,7 +69,8 @@ def test_findings_of_an_unthrottled_and_of_an_unlimited_pacer():
                 "paused_share": 0.0,
                 "settled_per_second": 4.95,
             },
-            "settled at 4.95/s of 5/s configured (100/20s) · no 429 · paused 0 s (0.0%)",
+            "settled at 4.95/s of 5/s configured (100/20s) · no congestion event · "
+            "paused 0 s (0.0%)",
         ),
         (
             {
