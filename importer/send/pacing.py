@@ -35,6 +35,12 @@ use make the difference: the window in which Intune counts (so the measurement i
 itself, not the send rate smoothed over half a second, and is taken over the right span), and
 ``Retry-After`` (everyone pauses exactly as long as needed, and the 429s of one full window are
 one event instead of a cut per answer).
+
+Limits: the measurement assumes the real limit is counted over the configured window (Intune:
+20 s). Counted over a shorter one (a token bucket, say), an event soon after the start reads
+too little in the window; the cut is then at most a half, and the climb finds the rest. The
+climb runs on the clock, idle or not: after a long idle spell the pace is back at the
+configured rate, and the next 429 measures the share again.
 """
 
 from __future__ import annotations
