@@ -168,6 +168,7 @@ def _summary_event(summary: RunSummary, steps: list[str]) -> tuple[str, dict[str
             "requests": summary.requests,
             "throttled": summary.throttled,
             "retries": summary.retries,
+            "pace": summary.pace,
             "duration_seconds": summary.duration_seconds,
             "rows_per_second": summary.rows_per_second,
             "exit_code": summary.exit_code,
@@ -180,7 +181,7 @@ def _summary_event(summary: RunSummary, steps: list[str]) -> tuple[str, dict[str
 
 def summary_lines(summary: RunSummary, steps: list[str]) -> list[str]:
     """The run summary table, one line a fact."""
-    from importer.reports.summary import shown_counts
+    from importer.reports.summary import pace_line, shown_counts
     from importer.reports.timeline import format_duration
 
     width = max(7, len(f"{summary.records:,}"))
@@ -193,6 +194,8 @@ def summary_lines(summary: RunSummary, steps: list[str]) -> list[str]:
             f"  requests   {summary.requests:,} · 429s {summary.throttled:,} · "
             f"retries {summary.retries:,}"
         )
+        if summary.pace:
+            lines.append(f"  pace       {pace_line(summary.pace)}")
     lines.append(
         f"  duration   {format_duration(summary.duration_seconds)} · "
         f"{summary.rows_per_second:,} rows/s"

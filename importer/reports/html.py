@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from importer.reports.chart import chart_section
-from importer.reports.summary import exit_meaning, next_steps, shown_counts
+from importer.reports.summary import exit_meaning, next_steps, pace_line, shown_counts
 from importer.reports.timeline import Timeline, format_duration
 
 if TYPE_CHECKING:
@@ -139,6 +139,8 @@ def _facts(summary: RunSummary) -> str:
                 f"{summary.requests:,} (429: {summary.throttled:,}, retries: {summary.retries:,})",
             )
         )
+        if summary.pace:
+            facts.append(("pace", _e(pace_line(summary.pace))))
     if summary.reconciled:
         facts.append(("reconciled", f"{summary.reconciled:,} found in Graph after a lost answer"))
     if summary.stopped:

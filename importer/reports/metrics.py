@@ -15,7 +15,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from importer import errors
 from importer.outcome import STATUSES, VALID
@@ -61,6 +61,45 @@ def target_label(summary: RunSummary | None) -> str:
         return ""
     root = summary.target.split("/beta/", 1)[0].split("/v1.0/", 1)[0]
     return f"{root} {summary.tenant}".strip()
+
+
+_PACE_GAUGES = (
+    (
+        "settled_per_second",
+        "last_run_pace_per_second",
+        "Write pace (requests/s) the last run settled on.",
+    ),
+    (
+        "measured_share_per_second",
+        "last_run_measured_share_per_second",
+        "Writes/s the last run measured as its share at its last congestion event.",
+    ),
+    (
+        "throttle_events",
+        "last_run_throttle_events",
+        "Congestion events of the last run (429s that came back together count once).",
+    ),
+    (
+        "paused_seconds",
+        "last_run_paused_seconds",
+        "Seconds every worker of the last run was held back by a Retry-After.",
+    ),
+    (
+        "paused_share",
+        "last_run_paused_ratio",
+        "Share of the last run's sending time spent paused by a Retry-After.",
+    ),
+)
+
+
+def _pace_gauges(pace: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """(name, help, value) of what the write pacer found; a value it does not have is left out
+    (no pace when unlimited, no measured share when never throttled)."""
+    return [
+        (name, help_text, pace[key])
+        for key, name, help_text in _PACE_GAUGES
+        if pace.get(key) is not None
+    ]
 
 
 def render_metrics(
@@ -120,6 +159,8 @@ def render_metrics(
             [("", summary.throttled)],
         )
         gauge("last_run_retries", "Operations the last run sent again.", [("", summary.retries)])
+        for name, help_text, value in _pace_gauges(summary.pace):
+            gauge(name, help_text, [("", value)])
     gauge("last_run_exit_code", "Exit code of the last run.", [("", exit_code)])
     gauge(
         "last_run_timestamp_seconds",

@@ -59,10 +59,40 @@ class RunSummary:
     reading: dict[str, Any] = field(default_factory=dict)  # how the input was read (Reading)
     # the most frequent problems: {status, code, rows, examples: [[line, message], ...]}
     top_errors: list[dict[str, Any]] = field(default_factory=list)
+    # what the write pacer found (Pacer.findings): the pace it settled on, the share it
+    # measured, congestion events, time paused; empty when nothing was sent
+    pace: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form written to summary.json."""
         return dict(self.__dict__)
+
+
+def pace_line(pace: dict[str, Any]) -> str:
+    """What the write pacer found, in one line (the console summary and report.html):
+    ``settled at 2.48/s of 5/s configured (100/20s) · share measured 2.5/s · 3 congestion
+    events · paused 11.2 s (9.3%)``; empty when the run sent nothing."""
+    if not pace:
+        return ""
+    parts = []
+    if pace.get("settled_per_second") is None:
+        parts.append("unlimited (not paced)")
+    else:
+        parts.append(
+            f"settled at {pace['settled_per_second']:.3g}/s of "
+            f"{pace['configured_per_second']:.3g}/s configured ({pace['limit']})"
+        )
+    events = pace.get("throttle_events", 0)
+    if pace.get("measured_share_per_second") is not None:
+        parts.append(f"share measured {pace['measured_share_per_second']:.3g}/s")
+    parts.append(
+        f"{events:,} congestion event{'' if events == 1 else 's'}"
+        if events
+        else "no congestion event"
+    )
+    paused = pace.get("paused_seconds", 0.0)
+    parts.append(f"paused {paused:.3g} s ({pace.get('paused_share', 0.0):.1%})")
+    return " · ".join(parts)
 
 
 # The statuses each mode can produce, in the order they are shown.

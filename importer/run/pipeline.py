@@ -377,6 +377,8 @@ class Runner:
             summary.requests = traffic.requests
             summary.throttled = traffic.throttled
             summary.retries = traffic.retries
+        if self.monitor.pacer is not None:
+            summary.pace = self.monitor.pacer.findings(self.monitor.elapsed)
 
     async def _adopt(self, client: GraphClient) -> RunAborted | None:
         """Read what Graph holds first when the journal has never seen the target; a failure

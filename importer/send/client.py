@@ -257,8 +257,11 @@ class GraphClient:
             f"{result.error_code}: check base_url / cloud"
         )
 
-    def _note(self, results: Sequence[Classified], pacer: Pacer | None = None) -> float | None:
-        """Feed the pacer (writes by default); the longest Retry-After among the results."""
+    def _note(
+        self, results: Sequence[Classified], sent: float, pacer: Pacer | None = None
+    ) -> float | None:
+        """Feed the pacer (writes by default) with the results of requests sent at ``sent``
+        (as its ``wait`` returned); the longest Retry-After among the results."""
         pacer = pacer or self.pacer
         if len(results) == 1 and results[0].verdict is not Verdict.RETRY:  # the common case
             pacer.succeeded(1)
@@ -268,7 +271,7 @@ class GraphClient:
         waits = [r.retry_after for r in results if r.verdict is Verdict.RETRY and r.retry_after]
         longest = max(waits) if waits else None
         if throttled:
-            pacer.throttled(longest)
+            pacer.throttled(longest, sent)
         elif longest:
             pacer.pause(longest)
         ok = sum(1 for r in results if r.verdict is not Verdict.RETRY)
@@ -359,10 +362,10 @@ class GraphClient:
         async def once(attempt: int) -> Classified:
             if attempt > 1:
                 self.stats.retries += 1
-            await self.pacer.wait()
+            sent = await self.pacer.wait()
             self.stats.items += 1
             result = await self._call(self.collection_url, data, "POST", "create")
-            self._note([result])
+            self._note([result], sent)
             return result
 
         result, attempts, failed = await self._with_retries(once)
@@ -401,10 +404,10 @@ class GraphClient:
         async def once(attempt: int) -> Classified:
             if attempt > 1:
                 self.stats.retries += 1
-            await self.pacer.wait()
+            sent = await self.pacer.wait()
             self.stats.items += 1
             result = await self._call(url, data, "PATCH", "update", object_id)
-            self._note([result])
+            self._note([result], sent)
             return result
 
         result, attempts, failed = await self._with_retries(once)
@@ -421,11 +424,13 @@ class GraphClient:
         async def once(attempt: int) -> Classified:
             if attempt > 1:
                 self.stats.retries += 1
-            await self.read_pacer.wait()
+            sent = await self.read_pacer.wait()
             result = await self._call(url, None, "GET", "lookup")
             if result.verdict is Verdict.RETRY and result.status == 429:
                 self.stats.throttled += 1
-                self.read_pacer.throttled(result.retry_after)
+                self.read_pacer.throttled(result.retry_after, sent)
+            elif result.verdict is not Verdict.RETRY:
+                self.read_pacer.succeeded(1)
             return result
 
         result, _, failed = await self._with_retries(once)
@@ -463,9 +468,9 @@ class GraphClient:
         async def once(attempt: int) -> Classified:
             if attempt > 1:
                 self.stats.retries += 1
-            await self.pacer.wait()
+            sent = await self.pacer.wait()
             result = await self._call(url, None, "DELETE", "delete", object_id)
-            self._note([result])
+            self._note([result], sent)
             return result
 
         result, attempts, failed = await self._with_retries(once)
@@ -503,10 +508,10 @@ class _BatchRounds:
             client.stats.retries += len(pending)
         for i in pending:
             self.attempts[i] += 1
-        await client.pacer.wait(len(pending))
+        sent = await client.pacer.wait(len(pending))
         client.stats.items += len(pending)
         results = await client._send_batch({i: self.bodies[i] for i in pending})
-        longest = client._note(list(results.values()))
+        longest = client._note(list(results.values()), sent)
         retry = []
         for i in pending:
             if results[i].verdict is Verdict.RETRY:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from helpers import invoke, row, thumb, write_inventory
 
 
@@ -83,3 +85,24 @@ def test_validate_and_plan_tables_stay_on_stdout(graph, tmp_path):
         assert stdout.startswith(f"certimport {command}: {path}\n")
         assert f"certimport run {path.resolve()}" in table(stdout)["next"]
         assert stderr == ""
+
+
+def test_a_run_under_a_smaller_share_tells_the_pace_it_found_and_the_time_paused(graph, tmp_path):
+    """Configured 40/s against an emulator that allows 20/s: the run finds the share."""
+    graph.call(graph.emulator.configure, {"write_limit": 20, "write_window": 1.0})
+    path = write_inventory(tmp_path / "inv.csv", [row(n) for n in range(1, 121)])
+    out, metrics = tmp_path / "o", tmp_path / "m.prom"
+    code, _, stderr = invoke(
+        "run", str(path), "--out", str(out), "--rate-limit", "40/1s", "--concurrency", "8",
+        "--metrics-file", str(metrics),
+    )  # fmt: skip
+    assert code == 0, stderr
+    pace = json.loads((out / "summary.json").read_text())["pace"]
+    assert pace["limit"] == "40/1s" and pace["configured_per_second"] == 40.0
+    assert 16.0 <= pace["measured_share_per_second"] <= 21.0
+    assert pace["settled_per_second"] < 30.0
+    assert pace["throttle_events"] >= 1
+    assert 0.0 < pace["paused_share"] < 0.5
+    assert table(stderr)["pace"].startswith("settled at ")
+    assert "<td>pace</td><td>settled at " in (out / "report.html").read_text()
+    assert "certimport_last_run_paused_ratio " in metrics.read_text()

@@ -1,4 +1,5 @@
-"""The shared throttle budget: parsing, even pacing, pauses, AIMD; batching over the emulator."""
+"""The shared throttle budget: parsing, even pacing, pauses, the measured pace; batching over
+the emulator."""
 
 from __future__ import annotations
 
@@ -51,22 +52,24 @@ async def test_batch_items_count_against_the_budget(clock: FakeClock):
     assert clock.now - 1000.0 == pytest.approx(1.0 / HEADROOM)
 
 
-async def test_a_429_pauses_everybody_and_lowers_then_restores_the_rate(clock: FakeClock):
+async def test_a_429_pauses_everybody_and_sets_the_pace_from_what_went_through(clock: FakeClock):
     pacer = Pacer(RateLimit(100, 20.0), clock=clock, sleep=clock.sleep)
     assert pacer.rate == pytest.approx(5.0 * HEADROOM)
+    pacer.succeeded(70)  # 70 in the last 20 s, then the window is full: the share is 3.5/s
     pacer.throttled(3.0)
     assert pacer.remaining == pytest.approx(3.0)
     assert pacer.rate == pytest.approx(3.5 * HEADROOM)
     start = clock.now
     await pacer.wait()
     assert clock.now - start >= 3.0
-    pacer.succeeded(1000)
+    clock.now += 20.0 * 20  # no 429 for 20 windows: the climb reaches the configured rate
     assert pacer.rate == pytest.approx(5.0 * HEADROOM)
 
 
 async def test_repeated_throttling_never_stops_sending(clock: FakeClock):
     pacer = Pacer(RateLimit(100, 20.0), clock=clock, sleep=clock.sleep)
     for _ in range(50):
+        clock.now += 0.1  # 50 separate events, nothing going through
         pacer.throttled(None)
     assert pacer.rate == pytest.approx(0.5 * HEADROOM)  # the floor: 10% of the configured rate
 

@@ -94,7 +94,7 @@ def test_time_left_is_steady_over_a_throttled_run(run, limit):
     monitor.begin(ROWS, pacer=pacer, stats=stats)
     run(clock, monitor, stats, pacer)
     end = next(elapsed for elapsed, left, _ in samples if left == 0)
-    assert 540 <= end <= 700  # about 5 rows/s: a steady real rate
+    assert 540 <= end <= 900  # 3.3 to 5.5 rows/s: a steady real rate
     checked = 0
     for elapsed, left, eta in samples:
         truth = end - elapsed
