@@ -9,7 +9,10 @@ counting requests made while throttled. The pacer therefore:
 * spaces requests evenly (no bursts), 1% under the pace (``HEADROOM``): arrival jitter at a
   sliding-window counter would otherwise put an exact-rate sender over the limit now and then;
 * pauses every worker until the time a ``Retry-After`` gives (Graph's rule: a request sent
-  before then only prolongs the throttle);
+  before then only prolongs the throttle); an event without one (Intune's backend often sends
+  none) pauses everyone for 5% of the window, at most 1 s, doubled for each such event in a
+  row with nothing let through between (a full window empties only as its oldest requests
+  leave it), at most the window;
 * treats the 429s that come back together as one *congestion event*: a 429 for a request sent
   before the last event is an echo of that event (the requests in flight when the window
   filled), not news, so one full window cuts the pace once, not once per worker;
@@ -64,6 +67,14 @@ STALE = 0.05  # this far above the measured share with no 429, the climb turns e
 GROWTH = 1.25  # the exponential climb, per probe period
 MAX_CUT = 0.5  # the most one congestion event cuts the pace by
 DECREASE = 0.7  # the cut when a 429 comes with no measured goodput to set the pace from
+# Intune's backend often answers 429 with no Retry-After: a congestion event without one
+# pauses everybody for this share of the limit's window (at most a second, the base of the
+# client's own backoff), once per event, so that the requests in flight do not keep meeting
+# a full window. 1 s for Intune's 20 s window; a probe every three windows costs under 2%.
+# Silent events in a row, with nothing let through between them, double it (up to the
+# window), as a full window empties only as its oldest requests leave it.
+SILENT_PAUSE = 1.0
+SILENT_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,7 @@ class Pacer:
         self._base = self.ceiling  # the pace the climb starts from
         self._climb_from: float | None = None  # when the climb from _base began (None: none)
         self._event_at = -math.inf  # when the last congestion event happened
+        self._silent_streak = 0  # events without Retry-After since a request went through
         self._done: deque[tuple[float, int]] = deque()  # (time, requests) that went through
         self._done_sum = 0
         self.estimate: float | None = None  # requests/s the last event measured (the share)
@@ -171,6 +183,15 @@ class Pacer:
             else 0.0,
         }
 
+    @property
+    def silent_pause(self) -> float:
+        """The pause of a first congestion event that came without Retry-After."""
+        return min(SILENT_PAUSE, SILENT_SHARE * self._silent_window)
+
+    @property
+    def _silent_window(self) -> float:
+        return self.limit.window if self.limit.requests else 20.0
+
     def pause(self, seconds: float) -> None:
         """Hold every worker back for ``seconds`` from now (extends, never shortens). A wait
         longer than ``max_pause`` is not taken at all: the row that was told so gives up, and
@@ -196,6 +217,10 @@ class Pacer:
             return
         self._event_at = now
         self.throttle_events += 1
+        if not retry_after:
+            self._silent_streak += 1
+            doubled = self.silent_pause * 2 ** min(self._silent_streak - 1, 10)
+            self.pause(min(self._silent_window, doubled))
         if not self.limit.requests:
             return
         current = self.rate
@@ -214,6 +239,8 @@ class Pacer:
 
     def succeeded(self, count: int = 1) -> None:
         """``count`` requests went through unthrottled: they count in the measured goodput."""
+        if count > 0:
+            self._silent_streak = 0
         if self.limit.requests and count > 0:
             now = self._clock()
             self._done.append((now, count))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from importer.send.pacing import HEADROOM, Pacer, RateLimit
+from importer.send.pacing import HEADROOM, SILENT_PAUSE, Pacer, RateLimit
 
 
 class VirtualTime:
@@ -115,8 +115,8 @@ def simulate(
                 pacer.succeeded(1)
             else:
                 run.throttled.append(clock.now)
-                pacer.throttled(retry_after, sent)
-                await clock.sleep(retry_after)
+                pacer.throttled(retry_after or None, sent)
+                await clock.sleep(retry_after or 0.5)  # 0: no Retry-After, the own backoff
 
     async def other_apps() -> None:
         while others is not None:
@@ -267,3 +267,50 @@ def test_one_event_at_most_halves_the_pace():
     pacer.throttled(None)
     assert pacer.estimate == pytest.approx(0.1)
     assert pacer.rate == pytest.approx(5.0 * HEADROOM * 0.5)
+
+
+def test_a_429_without_retry_after_pauses_everybody_once_per_event():
+    """Intune's backend often sends no Retry-After: the event pauses all workers briefly
+    (the 429s that echo it do not pause them again), so that those in flight stop meeting the
+    full window."""
+    clock = VirtualTime()
+    pacer = Pacer(RateLimit(100, 20.0), clock=clock, sleep=clock.sleep)
+    clock.now = 10.0
+    pacer.throttled(None, 9.9)
+    assert pacer.silent_pause == SILENT_PAUSE == 1.0  # 5% of 20 s, at most a second
+    assert pacer.remaining == pytest.approx(SILENT_PAUSE)
+    clock.now = 10.5
+    pacer.throttled(None, 9.95)  # sent before the event: its echo
+    assert pacer.remaining == pytest.approx(SILENT_PAUSE - 0.5)
+    assert Pacer(RateLimit(100, 1.0)).silent_pause == pytest.approx(0.05)
+    assert pacer.throttle_events == 1 and pacer.throttled_answers == 2
+
+
+def test_a_share_is_found_and_held_when_graph_gives_no_retry_after():
+    """The same 60/s share as above, but every 429 comes without Retry-After: the throttled
+    request backs off on its own (half a second here), and the pace is still found."""
+
+    class Silent(SlidingWindow):
+        def admit(self, now: float) -> float | None:
+            return None if super().admit(now) is None else 0.0  # 0: no word from Graph
+
+    run, pacer = simulate(RateLimit(100, 1.0), Silent(lambda t: 60, 1.0), 120.0)
+    assert run.rate(0, 120) >= 0.9 * 60
+    assert run.share_429 < 0.02
+    assert pacer.estimate == pytest.approx(60, rel=0.05)
+
+
+def test_silent_events_in_a_row_double_the_pause_until_a_request_goes_through():
+    clock = VirtualTime()
+    pacer = Pacer(RateLimit(100, 20.0), clock=clock, sleep=clock.sleep)
+    pauses = []
+    for _ in range(7):
+        sent = clock.now
+        clock.now += 0.02
+        pacer.throttled(None, sent)
+        pauses.append(round(pacer.remaining, 6))
+        clock.now += pacer.remaining
+    assert pauses == [1.0, 2.0, 4.0, 8.0, 16.0, 20.0, 20.0]  # at most the window
+    pacer.succeeded(1)
+    pacer.throttled(None, clock.now)
+    assert pacer.remaining == pytest.approx(1.0)
