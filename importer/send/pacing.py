@@ -12,7 +12,7 @@ counting requests made while throttled. The pacer therefore:
   before then only prolongs the throttle); an event without one (Intune's backend often sends
   none) pauses everyone for 5% of the window, at most 1 s, doubled for each such event in a
   row with nothing let through between (a full window empties only as its oldest requests
-  leave it), at most the window;
+  leave it), at most the window (unpaced, ``--rate-limit 0``: no such pause);
 * treats the 429s that come back together as one *congestion event*: a 429 for a request sent
   before the last event is an echo of that event (the requests in flight when the window
   filled), not news, so one full window cuts the pace once, not once per worker;
@@ -190,7 +190,7 @@ class Pacer:
 
     @property
     def _silent_window(self) -> float:
-        return self.limit.window if self.limit.requests else 20.0
+        return self.limit.window
 
     def pause(self, seconds: float) -> None:
         """Hold every worker back for ``seconds`` from now (extends, never shortens). A wait
@@ -217,7 +217,7 @@ class Pacer:
             return
         self._event_at = now
         self.throttle_events += 1
-        if not retry_after:
+        if not retry_after and self.limit.requests:  # unlimited: no window to size it by
             self._silent_streak += 1
             doubled = self.silent_pause * 2 ** min(self._silent_streak - 1, 10)
             self.pause(min(self._silent_window, doubled))
