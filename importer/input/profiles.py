@@ -108,12 +108,9 @@ class Profile:
         """Graph's revoke status for a cell, or None when the table has no such value."""
         table = self.revoke_status or {s: s for s in REVOKE_STATUSES}
         key = fold(cell)
-        if key in table:
-            return table[key]
-        if key in REVOKE_STATUSES:  # Graph's own values (a constant, a derived cell) are kept
+        if key in REVOKE_STATUSES and key not in table:  # Graph's own values are kept
             return key
-        code = _CODE.match(key)
-        return table.get(code.group(1)) if code else None
+        return _lookup(table, key)
 
     def excluded(self, prop: str, cell: str) -> str | None:
         """Why a row whose ``prop`` cell is ``cell`` is not a certificate, or None.
@@ -121,17 +118,19 @@ class Profile:
         Matched like the revoke-status table: the whole cell, or the code before `` -- ``.
         """
         table = self.exclude.get(prop)
-        if not table:
-            return None
-        key = fold(cell)
-        if key in table:
-            return table[key]
-        code = _CODE.match(key)
-        return table.get(code.group(1)) if code else None
+        return _lookup(table, fold(cell)) if table else None
 
     def revoke_keys(self) -> list[str]:
         """The values the revoke-status table accepts, for messages."""
         return list(self.revoke_status or REVOKE_STATUSES)
+
+
+def _lookup(table: Mapping[str, str], key: str) -> str | None:
+    """``table``'s value for a folded cell: the whole cell, or the code before `` -- ``."""
+    if key in table:
+        return table[key]
+    code = _CODE.match(key)
+    return table.get(code.group(1)) if code else None
 
 
 def _strings(value: Any, where: str, problems: list[str]) -> tuple[str, ...]:

@@ -92,10 +92,14 @@ class Problem:
         where = f"{path}:{self.line}"
         if self.column:
             where += f": column {self.column}"
-        if self.value is not None:
-            shown = self.value if len(self.value) <= 60 else self.value[:57] + "..."
-            return f"{where}: {shown!r} {self.reason}"
-        return f"{where}: {self.reason}"
+        return f"{where}: {self.said()}"
+
+    def said(self) -> str:
+        """``'value' reason`` (a long value cut to 60 characters), or the reason alone."""
+        if self.value is None:
+            return self.reason
+        shown = self.value if len(self.value) <= 60 else self.value[:57] + "..."
+        return f"{shown!r} {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,9 @@ class Validator:
     ISO 8601 dates are accepted. ``source``, the file being read, lets the validator read the
     file's date columns ahead when its first dates do not decide. ``strict`` rejects cells that
     hold a .NET type name instead of treating them as empty. What the operator should hear once
-    for the file (the order inferred, type names found) is in :attr:`notes`.
+    for the file (the order inferred, type names found) is in :attr:`notes`. ``known_order`` is
+    the :attr:`date_order` an earlier pass over the same file settled: it is taken as it is
+    (the file is not read ahead again, and its note is not repeated).
     """
 
     def __init__(
@@ -144,6 +150,7 @@ class Validator:
         dayfirst: bool | None = None,
         source: ChunkSource | None = None,
         strict: bool = False,
+        known_order: DateOrder | None = None,
     ) -> None:
         self.header = header
         self.profile = header.profile
@@ -156,6 +163,9 @@ class Validator:
         self.derived = {p: r for p, r in derived.items() if p in header.columns}
         self.types = TypeNames(self.profile.type_names, strict=strict)
         self._finder = self._order_finder(source)
+        if self._finder is not None and known_order is not None and known_order.final:
+            self._finder.order = known_order
+            self._take_order(known_order)
         self._build_checks()
         self._seen = np.empty(0, dtype=np.uint64)  # sorted key hashes of earlier chunks
         self._seen_lines = np.empty(0, dtype=np.int64)  # their first lines, in the same order
@@ -303,12 +313,15 @@ class Validator:
                 needing[self.header.label(col)] = (cells[shaped], chunk.lines[where[shaped]])
         if not needing:
             return
-        order = self._finder.observe(needing)
-        if order.how == "inferred" and order.evidence is not None:
-            self.dates = replace(
-                self.dates, dayfirst=order.dayfirst, inferred_from=order.evidence.line
-            )
+        if self._take_order(self._finder.observe(needing)):
             self._build_checks()
+
+    def _take_order(self, order: DateOrder) -> bool:
+        """Read dates in ``order`` from now on, when it was inferred; whether it was."""
+        if order.how != "inferred" or order.evidence is None:
+            return False
+        self.dates = replace(self.dates, dayfirst=order.dayfirst, inferred_from=order.evidence.line)
+        return True
 
     def _plain(self, col: str, s: pd.Series) -> np.ndarray:
         """Cells of ``col`` that normalising keeps as they are and that pass its checks."""

@@ -118,11 +118,7 @@ class ErrorDigest:
             # "duplicates line 7" and "duplicates line 9" are one kind of problem
             reason = _LINE_NUMBER.sub("an earlier line", problem.reason)
             code = f"{problem.column}: {reason}" if problem.column else reason
-            shown = problem.reason
-            if problem.value is not None:
-                value = problem.value if len(problem.value) <= 60 else problem.value[:57] + "..."
-                shown = f"{value!r} {problem.reason}"
-            self._count((REJECTED, code), line, shown)
+            self._count((REJECTED, code), line, problem.said())
 
     def _count(self, key: tuple[str, str], line: int, message: str) -> None:
         group = self.groups.get(key)

@@ -180,7 +180,10 @@ class Runner:
         )
 
     def _validator(self, source: CsvSource) -> Validator:
+        """A validator for one pass; a later pass takes the date order the first one settled
+        (a file whose first dates do not decide is not read ahead a second time)."""
         settings = self.settings
+        earlier = self.validator
         return Validator(
             source.header,
             timezone=settings.timezone,
@@ -188,6 +191,7 @@ class Runner:
             dayfirst=settings.dayfirst,
             source=source,
             strict=self.request.strict,
+            known_order=earlier.date_order if earlier is not None else None,
         )
 
     def _validated(self, source: CsvSource) -> Iterator[ValidatedChunk]:

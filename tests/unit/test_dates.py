@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from helpers import validated
 
 from importer.input.dates import Evidence, decide, evidence
 from importer.input.schema import Validator
-from importer.input.source import CsvSource
+from importer.input.source import Chunk, CsvSource
 
 HEADER = "Thumbprint,SerialNumber,Subject,Issuer,NotBefore,NotAfter"
 
@@ -148,3 +149,32 @@ def test_iso_dates_need_no_order_and_say_nothing(tmp_path: Path) -> None:
     ]
     assert check.notes == []
     assert check.date_order.describe() == "ISO 8601 (no other date seen)"
+
+
+class CountedSource:
+    """A CSV source that counts how often the file is read from its start."""
+
+    def __init__(self, path: Path) -> None:
+        self.src = CsvSource(path, chunk_size=2)
+        self.header = self.src.header
+        self.reads = 0
+
+    def chunks(self) -> Iterator[Chunk]:
+        self.reads += 1
+        return self.src.chunks()
+
+
+def test_a_second_pass_takes_the_order_the_first_found_without_reading_ahead_again(
+    tmp_path: Path,
+) -> None:
+    dates = [("1/5/2025 9:00:00 AM", "1/5/2026 9:00:00 AM")] * 4
+    dates.append(("1/20/2025 9:00:00 AM", "1/20/2026 9:00:00 AM"))  # line 6 decides
+    source = CountedSource(inventory(tmp_path, dates))
+    first = Validator(source.header, source=source)
+    sent, problems = validated(source.src, first)
+    assert source.reads == 1  # the read ahead
+    second = Validator(source.header, source=source, known_order=first.date_order)
+    again, problems_again = validated(source.src, second)
+    assert source.reads == 1  # not again
+    assert (again, problems_again) == (sent, problems) and len(sent) == 5
+    assert second.date_order == first.date_order and second.notes == []

@@ -7,11 +7,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import numpy as np
 import pytest
-from helpers import ALL_COLUMNS, row
+from helpers import ALL_COLUMNS, row, validated
 
-from importer.input.mapping import build_bodies
 from importer.input.schema import Validator
 from importer.input.source import CsvSource
 
@@ -26,14 +24,7 @@ def read(tmp_path: Path, **cells: str) -> tuple[list[dict[str, object]], list[st
         writer.writerow([row(1, **cells).get(c, "") for c in ALL_COLUMNS])
         writer.writerow([row(2).get(c, "") for c in ALL_COLUMNS])
     src = CsvSource(path)
-    check = Validator(src.header)
-    sent: list[dict[str, object]] = []
-    problems: list[str] = []
-    for chunk in src.chunks():
-        vc = check.validate(chunk)
-        sent += build_bodies(vc.values, np.flatnonzero(vc.valid))
-        problems += [p.describe("f") for pos in sorted(vc.problems) for p in vc.problems[pos]]
-    return sent, problems
+    return validated(src, Validator(src.header))
 
 
 @pytest.mark.parametrize(
